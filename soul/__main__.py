@@ -1,0 +1,3 @@
+from soul.cli import main
+
+main()

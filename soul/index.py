@@ -1,0 +1,471 @@
+"""The semantic index: a LanceDB table in `.soul/index`, derived from the folded view.
+
+`SoulIndex` owns the table. Rows carry the memory id, its text, vector, filter columns
+(kind, tags, project, by, at), a content hash of the memory as shown, the embedder id, and the
+memory's JSON (so a hit is rendered without folding the logs). Invariants:
+- the index is derived: deleting `.soul/index` loses nothing; a missing or corrupt table is rebuilt;
+- `catch_up()` makes the rows equal the live memories of the view: per-log-file (size, mtime) stamps
+  say cheaply whether anything changed, then a diff by id and content hash adds, updates and deletes
+  exactly what changed (forget, update and merge included);
+- every row was embedded by the embedder named in `state.json`; a different embedder rebuilds;
+- writers hold `.soul/index.lock`; fragments are compacted by `optimize()` once they pile up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from soul import embed, fsutil, store
+from soul.errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from soul.core import Soul
+
+TABLE = "memories"
+STATE_VERSION = 1
+# Compact once this many fragments exist: each small append is a fragment every query must open.
+OPTIMIZE_FRAGMENTS = 8
+FUSION = "linear"  # weighted linear combination; chosen by measurement, see docs/search.md
+LINEAR_WEIGHT = 0.8
+RRF_K = 60
+Progress = Callable[[int, int], None]
+
+
+def index_dir(soul: Soul) -> Path:
+    return soul.state_dir / "index"
+
+
+def state_path(soul: Soul) -> Path:
+    return index_dir(soul) / "state.json"
+
+
+def read_state(soul: Soul) -> dict[str, Any]:
+    try:
+        data = json.loads(state_path(soul).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) and data.get("version") == STATE_VERSION else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def log_stamps(soul: Soul) -> dict[str, list[int]]:
+    """(size, mtime_ns) per log file: equal stamps mean nothing to index."""
+    out: dict[str, list[int]] = {}
+    for path in store.log_files(soul.home):
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            out[path.relative_to(soul.home).as_posix()] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def status(soul: Soul) -> dict[str, Any]:
+    """Cheap: reads `state.json` and stats the logs; never loads the model or LanceDB."""
+    state = read_state(soul)
+    wanted = embed.expected_id(soul)
+    if not state:
+        return {"built": False, "rows": 0, "fragments": 0, "embedder": None, "model": wanted, "stale": True}
+    return {
+        "built": True,
+        "rows": state.get("rows", 0),
+        "fragments": state.get("fragments", 0),
+        "embedder": state.get("embedder"),
+        "model": wanted,
+        "fallback": bool(state.get("fallback")),
+        "fallback_reason": state.get("reason"),
+        "stale": state.get("stamps") != log_stamps(soul),
+        "updated_at": state.get("updated_at"),
+    }
+
+
+def _hash(doc: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def _terms(doc: dict[str, Any]) -> str:
+    """What BM25 sees: the text plus tags and project, so a tag is found by its word."""
+    return " ".join([doc["text"], *doc.get("tags", []), doc.get("project") or ""])
+
+
+class SoulIndex:
+    """The LanceDB table of one soul, its embedder and its embedding cache."""
+
+    def __init__(self, soul: Soul, warn: Callable[[str], None] | None = None) -> None:
+        self.soul = soul
+        self._warn = warn
+        self._embedder: embed.Embedder | None = None
+        self._db: Any = None
+        self._table: Any = None
+        self.cache = embed.EmbeddingCache(soul.state_dir / "embeddings.sqlite")
+        self._mutex = threading.RLock()
+        self.adds_since_optimize = 0
+
+    # ------------------------------------------------------------------ parts
+
+    @property
+    def embedder(self) -> embed.Embedder:
+        if self._embedder is None:
+            self._embedder = embed.load_embedder(self.soul, self._warn)
+        return self._embedder
+
+    def _connect(self) -> Any:
+        import os
+
+        # LanceDB's Rust layer logs deprecation notices to stderr on every query.
+        os.environ.setdefault("LANCEDB_LOG", "error")
+        import lancedb
+
+        if self._db is None:
+            index_dir(self.soul).mkdir(parents=True, exist_ok=True)
+            self._db = lancedb.connect(str(index_dir(self.soul)))
+        return self._db
+
+    def _open_table(self) -> Any:
+        if self._table is None:
+            self._table = self._connect().open_table(TABLE)
+        return self._table
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._mutex, fsutil.file_lock(self.soul.state_dir / "index.lock", timeout=600):
+            yield
+
+    def _schema(self, dim: int) -> Any:
+        import pyarrow as pa
+
+        return pa.schema(
+            [
+                pa.field("id", pa.string()),
+                pa.field("text", pa.string()),
+                pa.field("terms", pa.string()),
+                pa.field("vector", pa.list_(pa.float32(), dim)),
+                pa.field("kind", pa.string()),
+                pa.field("tags", pa.list_(pa.string())),
+                pa.field("project", pa.string()),
+                pa.field("by", pa.string()),
+                pa.field("at", pa.string()),
+                pa.field("hash", pa.string()),
+                pa.field("embedder", pa.string()),
+                pa.field("doc", pa.string()),
+            ]
+        )
+
+    def _rows(self, docs: list[dict[str, Any]], progress: Progress | None = None) -> Any:
+        import pyarrow as pa
+
+        emb = self.embedder
+        done = [0]
+
+        def step(n: int) -> None:
+            done[0] += n
+            if progress:
+                progress(done[0], len(docs))
+
+        vectors = embed.embed_cached(emb, self.cache, [d["text"] for d in docs], step)
+        columns = {
+            "id": [d["id"] for d in docs],
+            "text": [d["text"] for d in docs],
+            "terms": [_terms(d) for d in docs],
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), emb.dim),
+            "kind": [d["kind"] for d in docs],
+            "tags": [list(d.get("tags", [])) for d in docs],
+            "project": [d.get("project") for d in docs],
+            "by": [d["by"] for d in docs],
+            "at": [d["at"] for d in docs],
+            "hash": [_hash(d) for d in docs],
+            "embedder": [emb.id] * len(docs),
+            "doc": [json.dumps(d, ensure_ascii=False) for d in docs],
+        }
+        return pa.Table.from_pydict(columns, schema=self._schema(emb.dim))
+
+    def _live_docs(self) -> dict[str, dict[str, Any]]:
+        return {m.id: m.to_dict() for m in self.soul.view().memories}
+
+    # ------------------------------------------------------------------ keeping current
+
+    def catch_up(self, progress: Progress | None = None) -> dict[str, Any]:
+        """Make the rows equal the live memories; rebuild when the table is unusable."""
+        with self._locked():
+            state = read_state(self.soul)
+            stamps = log_stamps(self.soul)
+            emb = self.embedder
+            if state.get("embedder") != emb.id or not self._table_ok(emb.dim):
+                return self._rebuild(stamps, progress)
+            if state.get("stamps") == stamps:
+                return {"added": 0, "updated": 0, "deleted": 0, "rebuilt": False}
+            result = self._apply_diff(progress)
+            self._maybe_optimize(result)
+            self._write_state(stamps)
+            return result
+
+    def rebuild(self, progress: Progress | None = None) -> dict[str, Any]:
+        with self._locked():
+            return self._rebuild(log_stamps(self.soul), progress)
+
+    def _table_ok(self, dim: int) -> bool:
+        try:
+            table = self._open_table()
+            field = table.schema.field("vector")
+            return int(field.type.list_size) == dim and "terms" in table.schema.names
+        except Exception:  # missing or unreadable: the caller rebuilds
+            self._table = None
+            return False
+
+    def _rebuild(self, stamps: dict[str, list[int]], progress: Progress | None) -> dict[str, Any]:
+        docs = list(self._live_docs().values())
+        data = self._rows(docs, progress)
+        self._table = None
+        try:
+            table = self._connect().create_table(TABLE, data=data, schema=data.schema, mode="overwrite")
+        except Exception:  # a corrupt directory: start from nothing
+            self._db = None
+            shutil.rmtree(index_dir(self.soul), ignore_errors=True)
+            table = self._connect().create_table(TABLE, data=data, schema=data.schema, mode="overwrite")
+        self._table = table
+        table.create_fts_index("terms", replace=True)
+        self._optimize()
+        self._write_state(stamps)
+        return {"added": len(docs), "updated": 0, "deleted": 0, "rebuilt": True}
+
+    def _apply_diff(self, progress: Progress | None) -> dict[str, Any]:
+        table = self._open_table()
+        live = self._live_docs()
+        have = table.search().select(["id", "hash"]).limit(max(1, table.count_rows())).to_arrow()
+        rows = dict(zip(have["id"].to_pylist(), have["hash"].to_pylist(), strict=True))
+        gone = [i for i in rows if i not in live]
+        changed = [d for i, d in live.items() if i in rows and rows[i] != _hash(d)]
+        new = [d for i, d in live.items() if i not in rows]
+        to_delete = gone + [d["id"] for d in changed]
+        for start in range(0, len(to_delete), 500):
+            ids = ", ".join(_sql_str(i) for i in to_delete[start : start + 500])
+            table.delete(f"id IN ({ids})")
+        upserts = changed + new
+        for start in range(0, len(upserts), 5000):
+            table.add(self._rows(upserts[start : start + 5000], progress))
+        self.adds_since_optimize += len(upserts) + len(to_delete)
+        return {"added": len(new), "updated": len(changed), "deleted": len(gone), "rebuilt": False}
+
+    def _maybe_optimize(self, result: dict[str, Any]) -> None:
+        if not (result["added"] or result["updated"] or result["deleted"]):
+            return
+        if self.fragments() >= OPTIMIZE_FRAGMENTS:
+            self._optimize()
+
+    def optimize(self) -> None:
+        with self._locked():
+            self._optimize()
+            self._write_state(read_state(self.soul).get("stamps") or {})
+
+    def _optimize(self) -> None:
+        # Versions older than a few minutes are dropped: a reader in another process that still
+        # holds one reopens the table on error (see search).
+        self._open_table().optimize(cleanup_older_than=timedelta(minutes=5))
+        self.adds_since_optimize = 0
+
+    def fragments(self) -> int:
+        stats = self._open_table().stats()
+        frags = stats["fragment_stats"] if isinstance(stats, dict) else stats.fragment_stats
+        return int(frags["num_fragments"] if isinstance(frags, dict) else frags.num_fragments)
+
+    def needs_optimize(self) -> bool:
+        try:
+            return self.fragments() >= 2
+        except Exception:
+            return False
+
+    def _write_state(self, stamps: dict[str, Any]) -> None:
+        from soul.ids import now_iso
+
+        emb = self.embedder
+        table = self._open_table()
+        state = {
+            "version": STATE_VERSION,
+            "embedder": emb.id,
+            "dim": emb.dim,
+            "fallback": emb.fallback,
+            "reason": emb.reason,
+            "stamps": stamps,
+            "rows": int(table.count_rows()),
+            "fragments": self.fragments(),
+            "updated_at": now_iso(),
+        }
+        fsutil.atomic_write(state_path(self.soul), json.dumps(state, indent=1))
+
+    # ------------------------------------------------------------------ searching
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        kind: str | None = None,
+        tag: str | None = None,
+        project: str | None = None,
+        since: str | None = None,
+        fusion: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Hybrid (vector + BM25) hits, fused; near-duplicates collapsed when configured."""
+        where = build_where(kind, tag, project, since)
+        self.catch_up()
+        with self._mutex:
+            try:
+                rows = self._query(query, k, where, fusion)
+            except Exception:  # a stale handle (another process rebuilt): reopen once
+                self._table = None
+                self._db = None
+                rows = self._query(query, k, where, fusion)
+        return collapse(rows, k, duplicate_threshold(self.soul))
+
+    def _query(self, query: str, k: int, where: str | None, fusion: str | None) -> list[dict[str, Any]]:
+        table = self._open_table()
+        vec = self.embedder.embed_query(query)
+        limit = max(k * 3, 30)
+        cols = ["id", "doc", "vector"]
+        if not query.strip():
+            builder = table.search().select(cols).limit(max(1, table.count_rows()))
+            if where:
+                builder = builder.where(where)
+            rows = sorted(builder.to_list(), key=lambda r: json.loads(r["doc"])["at"], reverse=True)[:limit]
+            for row in rows:
+                row["_relevance_score"] = 0.0
+        else:
+            builder = table.search(query_type="hybrid", fts_columns="terms").vector(vec).text(query)
+            if where:
+                builder = builder.where(where, prefilter=True)
+            rows = builder.select(cols).limit(limit).rerank(reranker(fusion or FUSION)).to_list()
+        out = []
+        for row in rows:
+            doc = json.loads(row["doc"])
+            doc["score"] = round(float(row["_relevance_score"]), 6)
+            doc["_vector"] = row["vector"]
+            out.append(doc)
+        return out
+
+    def vectors(self) -> tuple[list[str], npt.NDArray[np.float32]]:
+        import numpy as np
+
+        self.catch_up()
+        table = self._open_table()
+        data = table.search().select(["id", "vector"]).limit(max(1, table.count_rows())).to_arrow()
+        ids = data["id"].to_pylist()
+        if not ids:
+            return [], np.zeros((0, self.embedder.dim), dtype=np.float32)
+        flat = data["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return ids, flat.reshape(len(ids), -1).astype(np.float32)
+
+
+def reranker(name: str) -> Any:
+    from lancedb.rerankers import LinearCombinationReranker, RRFReranker
+
+    if name == "rrf":
+        return RRFReranker(K=RRF_K)
+    if name.startswith("linear"):
+        weight = float(name.split(":", 1)[1]) if ":" in name else LINEAR_WEIGHT
+        return LinearCombinationReranker(weight=weight)
+    raise UsageError(f"unknown fusion {name!r}", hint="use rrf or linear[:weight]")
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def build_where(kind: str | None, tag: str | None, project: str | None, since: str | None) -> str | None:
+    """A SQL filter for the table; user values are quoted, never spliced."""
+    parts = []
+    if kind:
+        parts.append(f"kind = {_sql_str(kind)}")
+    if tag:
+        parts.append(f"array_has(tags, {_sql_str(tag)})")
+    if project:
+        parts.append(f"project = {_sql_str(project)}")
+    if since:
+        from soul.ids import iso_from_ms, parse_iso
+
+        try:
+            when = parse_iso(since)
+        except ValueError:
+            raise UsageError(f"invalid --since {since!r}", hint="use a date like 2026-01-31") from None
+        parts.append(f"at >= {_sql_str(iso_from_ms(int(when.timestamp() * 1000)))}")
+    return " AND ".join(parts) or None
+
+
+def duplicate_threshold(soul: Soul) -> float | None:
+    value = soul.config.get("index", {}).get("duplicate_threshold")
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def collapse(rows: list[dict[str, Any]], k: int, threshold: float | None) -> list[dict[str, Any]]:
+    """Fold hits whose vectors have cosine >= threshold into the best-ranked one (`also`, `count`)."""
+    import numpy as np
+
+    kept: list[dict[str, Any]] = []
+    kept_vecs: list[Any] = []
+    for row in rows:
+        vec = np.asarray(row.pop("_vector"), dtype=np.float32)
+        if threshold is not None and kept_vecs:
+            sims = np.stack(kept_vecs) @ vec
+            best = int(np.argmax(sims))
+            if float(sims[best]) >= threshold:
+                target = kept[best]
+                target.setdefault("also", [])
+                target["also"].append(row["id"])
+                target["count"] = target.get("count", 1) + 1
+                continue
+        if len(kept) < k:
+            kept.append(row)
+            kept_vecs.append(vec)
+    return kept
+
+
+# ---------------------------------------------------------------------- for other modules
+
+
+def memory_vectors(soul: Soul) -> tuple[list[str], npt.NDArray[np.float32]]:
+    """Ids and L2-normalised vectors of every live memory (the index is caught up first)."""
+    index: SoulIndex = soul.index()
+    return index.vectors()
+
+
+def embed_texts(soul: Soul, texts: list[str]) -> npt.NDArray[np.float32]:
+    """L2-normalised vectors for `texts` with the soul's embedder (cached)."""
+    index: SoulIndex = soul.index()
+    return embed.embed_cached(index.embedder, index.cache, texts)
+
+
+def doctor_checks(soul: Soul) -> list[tuple[str, bool, str, str | None]]:
+    """(name, ok, message, fix) for `soul doctor`; cheap: no model load, no LanceDB."""
+    checks: list[tuple[str, bool, str, str | None]] = []
+    _, path = embed.model_settings(soul)
+    if path is not None and not (path.is_dir() and any(path.glob("*.onnx"))):
+        checks.append(("embedding model", False, f"[index] model_path {path} has no .onnx model", "fix model_path"))
+    info = status(soul)
+    if info.get("fallback"):
+        checks.append(
+            (
+                "embedder",
+                False,
+                f"LEXICAL FALLBACK in use (exact words only): {info.get('fallback_reason')}",
+                "set [index] model_path to a local ONNX folder, or go online once so the model downloads",
+            )
+        )
+    elif info["built"]:
+        checks.append(("embedder", True, f"{info['embedder']}", None))
+    if not info["built"]:
+        checks.append(("index", True, "not built yet (built on the first recall)", "soul index rebuild"))
+    else:
+        stale = " (behind the logs; caught up on the next recall)" if info["stale"] else ""
+        checks.append(("index", True, f"{info['rows']} rows, {info['fragments']} fragments{stale}", None))
+    return checks

@@ -1,0 +1,363 @@
+"""The history rewrite of `soul purge`: drop event lines from every commit of the given refs.
+
+The transform T(removed ids) is a pure function of the commits it reads. A log line is dropped when
+its event `id`, `target`, `source`, `session` or `task` is a removed id; a commit message is replaced
+by a fixed text when it names a removed id or quotes a removed line's text. Nothing else changes
+(authors, dates, parents, other files), so T is deterministic and idempotent: every replica that
+applies the same purge record to the same commits gets byte-identical commits, which is how a
+replica's own unpushed commits meet the purged remote again in an ordinary merge, and how a rerun
+after a crash converges instead of forking history.
+
+Mechanics: `git fast-export --no-data` (commit metadata and blob ids, small) → this module →
+`git fast-import --force`. Only blobs of `memories/**.jsonl` are read (`git cat-file --batch`), and
+only those naming a removed id are replaced; every other blob is reused by id. fast-import is told
+`feature done`, so a stream cut short by a crash updates no ref.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from soul import fsutil, gitutil, store
+from soul.errors import GitError
+
+LINK_FIELDS = ("id", "target", "source", "session", "task")
+# Fields that carry structure, not what a person said: never used to recognise a commit message.
+_QUIET_KEYS = frozenset({"op", "id", "at", "by", "v", "kind", "tags", "project", *LINK_FIELDS})
+MIN_NEEDLE = 4
+WITHHELD = b"soul: commit message withheld by soul purge\n"
+_BLOB_MARK_BASE = 1_000_000_000
+REWRITE_TIMEOUT = 1800.0
+
+
+class LineFilter:
+    """Which event lines a purge removes: those linked to a removed id."""
+
+    def __init__(self, removed: Iterable[str]) -> None:
+        self.removed = frozenset(r for r in removed if r)
+        alts = sorted((re.escape(r.encode("utf-8")) for r in self.removed), key=len, reverse=True)
+        self._quick = re.compile(b"|".join(alts)) if alts else None
+
+    def touches(self, data: bytes) -> bool:
+        return self._quick is not None and self._quick.search(data) is not None
+
+    def drops(self, line: bytes) -> bool:
+        if not self.touches(line):
+            return False
+        event = store.parse_line(line.strip())
+        if event is None:
+            # A torn or damaged copy of a line that names a removed id: it is part of what goes.
+            return True
+        return any(isinstance(event.get(f), str) and event[f] in self.removed for f in LINK_FIELDS)
+
+    def split(self, data: bytes) -> tuple[bytes, list[bytes]]:
+        """(kept bytes, dropped lines) of a log's content."""
+        if not self.touches(data):
+            return data, []
+        kept: list[bytes] = []
+        dropped: list[bytes] = []
+        for line in data.splitlines(keepends=True):
+            (dropped if self.drops(line) else kept).append(line)
+        return b"".join(kept), dropped
+
+
+def needles(lines: Iterable[bytes]) -> list[str]:
+    """The strings that betray a removed line in a commit message (`remember <first 60 chars>`)."""
+    out: set[str] = set()
+    for line in lines:
+        event = store.parse_line(line.strip())
+        if event is None:
+            continue
+        for value in _strings(event):
+            text = value.strip()
+            if not text:
+                continue
+            first = text.splitlines()[0][:60]
+            for candidate in (text, first, f"remember {first}"):
+                if len(candidate) >= MIN_NEEDLE:
+                    out.add(candidate)
+    return sorted(out)
+
+
+def _strings(value: object, key: str | None = None) -> Iterable[str]:
+    if key in _QUIET_KEYS:
+        return
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, str(k))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+class MessageRule:
+    def __init__(self, filt: LineFilter, texts: Iterable[str]) -> None:
+        self.filt = filt
+        alts = sorted((re.escape(t.encode("utf-8")) for t in texts), key=len, reverse=True)
+        self._texts = re.compile(b"|".join(alts)) if alts else None
+
+    def rewrite(self, message: bytes) -> bytes:
+        if self.filt.touches(message) or (self._texts is not None and self._texts.search(message)):
+            return WITHHELD
+        return message
+
+
+@dataclass
+class Stats:
+    commits: int = 0
+    changed: int = 0  # commits whose own content or message changed
+    rehashed: int = 0  # commits that get a new id (changed, or an ancestor did)
+    blobs: int = 0
+    files: dict[str, int] = field(default_factory=dict)  # log path -> most lines dropped from it
+    dropped: set[bytes] = field(default_factory=set)
+
+
+class _Blobs:
+    """Reads blobs through one `git cat-file --batch` and remembers each blob's filtered form."""
+
+    def __init__(self, repo: Path, filt: LineFilter) -> None:
+        self.filt = filt
+        self._proc = subprocess.Popen(
+            ["git", "cat-file", "--batch"],
+            cwd=repo,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=gitutil.git_env(),
+            start_new_session=True,
+        )
+        self._seen: dict[bytes, tuple[bytes, bytes] | None] = {}
+
+    def read(self, sha: bytes) -> bytes:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write(sha + b"\n")
+        self._proc.stdin.flush()
+        header = self._proc.stdout.readline().split()
+        if len(header) != 3:
+            raise GitError(f"cannot read blob {sha.decode()}")
+        data = self._proc.stdout.read(int(header[2]) + 1)
+        return data[:-1]
+
+    def filtered(self, sha: bytes, path: str, stats: Stats) -> tuple[bytes, bytes] | None:
+        """(mark, blob command) for the filtered copy of `sha`, or None when it keeps every line."""
+        if sha not in self._seen:
+            kept, dropped = self.filt.split(self.read(sha))
+            if dropped:
+                mark = b":%d" % (_BLOB_MARK_BASE + len(self._seen))
+                self._seen[sha] = (mark, b"blob\nmark %s\ndata %d\n%s\n" % (mark, len(kept), kept))
+                stats.blobs += 1
+                stats.dropped.update(dropped)
+                stats.files[path] = max(stats.files.get(path, 0), len(dropped))
+            else:
+                self._seen[sha] = None
+        return self._seen[sha]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            if self._proc.stdin:
+                self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+
+
+def _git_bytes(args: list[str], repo: Path, data: bytes | None = None) -> bytes:
+    # A binary stream with exact byte counts: gitutil.run is text-mode, so this one call site runs
+    # git itself, with the same no-prompt environment and a bound on time.
+    proc = subprocess.run(
+        ["git", *args],
+        cwd=repo,
+        input=data,
+        capture_output=True,
+        env=gitutil.git_env(),
+        timeout=REWRITE_TIMEOUT,
+        start_new_session=True,
+    )
+    if proc.returncode != 0:
+        msg = gitutil.first_line(proc.stderr.decode("utf-8", "replace"))
+        raise GitError(f"git {args[0]} failed: {msg}")
+    return proc.stdout
+
+
+def plain_refs(repo: Path, include_remotes: bool) -> list[str]:
+    """Every ref that is not symbolic (a symref is rewritten through its target)."""
+    out = gitutil.run(["for-each-ref", "--format=%(refname)%00%(symref)"], repo).stdout
+    refs = []
+    for line in out.splitlines():
+        name, _, symref = line.partition("\x00")
+        if symref or (not include_remotes and name.startswith("refs/remotes/")):
+            continue
+        refs.append(name)
+    return refs
+
+
+def rewrite_history(repo: Path, filt: LineFilter, rule: MessageRule, refs: list[str], apply: bool) -> Stats:
+    """Apply T to `refs`; with `apply` False only count what would change (the dry run)."""
+    stats = Stats()
+    if not refs or not filt.removed:
+        return stats
+    stream = _git_bytes(
+        ["fast-export", "--no-data", "--signed-tags=strip", "--reencode=no", "--use-done-feature", *refs], repo
+    )
+    blobs = _Blobs(repo, filt)
+    try:
+        out = _transform(stream, blobs, rule, stats)
+    finally:
+        blobs.close()
+    if apply and stats.rehashed:
+        _git_bytes(["fast-import", "--quiet", "--force", "--done"], repo, out)
+    return stats
+
+
+def _transform(stream: bytes, blobs: _Blobs, rule: MessageRule, stats: Stats) -> bytes:
+    out: list[bytes] = []
+    rehashed: set[bytes] = set()
+    pos = 0
+    while pos < len(stream):
+        end = stream.index(b"\n", pos) + 1
+        line = stream[pos:end]
+        pos = end
+        if line.startswith(b"commit "):
+            block, pos = _commit(stream, pos, line, blobs, rule, stats, rehashed)
+            out.append(block)
+        elif line.startswith(b"data "):  # a tag message
+            size = int(line[5:])
+            out.append(line + stream[pos : pos + size])
+            pos += size
+        else:
+            out.append(line)
+    return b"".join(out)
+
+
+def _commit(
+    stream: bytes, pos: int, first: bytes, blobs: _Blobs, rule: MessageRule, stats: Stats, rehashed: set[bytes]
+) -> tuple[bytes, int]:
+    head: list[bytes] = [first]
+    mark = b""
+    while True:
+        end = stream.index(b"\n", pos) + 1
+        line = stream[pos:end]
+        pos = end
+        if line.startswith(b"mark "):
+            mark = line[5:].strip()
+        if line.startswith(b"data "):
+            size = int(line[5:])
+            message = stream[pos : pos + size]
+            pos += size
+            break
+        head.append(line)
+    new_message = rule.rewrite(message)
+    changed = new_message != message
+    parent_moved = False
+    blob_cmds: list[bytes] = []
+    ops: list[bytes] = []
+    while pos < len(stream):
+        end = stream.index(b"\n", pos) + 1
+        line = stream[pos:end]
+        pos = end
+        ops.append(line)
+        if line == b"\n":
+            break
+        if line.startswith((b"from ", b"merge ")):
+            parent_moved |= line.split()[1] in rehashed
+        elif line.startswith(b"M 100644 "):
+            _, mode, sha, path = line.rstrip(b"\n").split(b" ", 3)
+            name = path.decode("utf-8", "replace")
+            if name.startswith(f"{store.MEMORIES_DIR}/") and name.endswith(".jsonl"):
+                found = blobs.filtered(sha, name, stats)
+                if found is not None:
+                    ops[-1] = b"M %s %s %s\n" % (mode, found[0], path)
+                    blob_cmds.append(found[1])
+                    changed = True
+    stats.commits += 1
+    stats.changed += changed
+    if changed or parent_moved:
+        stats.rehashed += 1
+        rehashed.add(mark)
+    body = b"".join(head) + b"data %d\n" % len(new_message) + new_message + b"".join(ops)
+    return b"".join(blob_cmds) + body, pos
+
+
+# ---------------------------------------------------------------------- the working tree
+
+
+def filter_worktree(home: Path, filt: LineFilter, scratch: Path) -> list[bytes]:
+    """Drop removed lines from the log files on disk, in place, under each log's lock.
+
+    In place (not rename) because a writer blocked on the flock holds the old inode and would append
+    to an unlinked file. The kept content is saved to `scratch` first, so a crash between the write
+    and the truncate is repaired by the next run (see `_recover`)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    dropped_all: list[bytes] = []
+    for path in store.log_files(home):
+        copy = scratch / path.relative_to(home).as_posix().replace("/", "__")
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            data = _read_fd(fd)
+            if copy.exists():
+                kept, dropped = _recover(copy.read_bytes(), data, filt), filt.split(data)[1]
+            else:
+                kept, dropped = filt.split(data)
+                if not dropped:
+                    continue
+                fsutil.atomic_write(copy, kept, mode=0o600)
+            os.pwrite(fd, kept, 0)
+            os.ftruncate(fd, len(kept))
+            os.fsync(fd)
+            dropped_all += dropped
+        finally:
+            os.close(fd)
+        copy.unlink()
+    return dropped_all
+
+
+def _read_fd(fd: int) -> bytes:
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _recover(saved: bytes, current: bytes, filt: LineFilter) -> bytes:
+    """The saved kept content, plus whole valid lines appended since that are not removed."""
+    have = set(saved.splitlines(keepends=True))
+    extra = [
+        line
+        for line in current.splitlines(keepends=True)
+        if line.endswith(b"\n") and line not in have and store.parse_line(line) is not None and not filt.drops(line)
+    ]
+    return saved + b"".join(extra)
+
+
+def tip_logs(repo: Path, refs: list[str]) -> dict[str, list[bytes]]:
+    """The lines of every log at the tip of `refs`, by path (logs are append-only, so a tip holds
+    every line its history ever had)."""
+    shas: dict[str, str] = {}
+    for ref in refs:
+        listing = gitutil.run(["ls-tree", "-r", "--end-of-options", ref, "--", store.MEMORIES_DIR], repo, check=False)
+        for row in listing.stdout.splitlines():
+            meta, _, name = row.partition("\t")
+            parts = meta.split()
+            if len(parts) == 3 and parts[1] == "blob" and name.endswith(".jsonl"):
+                shas[parts[2]] = name
+    out: dict[str, list[bytes]] = {}
+    blobs = _Blobs(repo, LineFilter(()))
+    try:
+        for sha, name in sorted(shas.items()):
+            out.setdefault(name, []).extend(blobs.read(sha.encode()).splitlines(keepends=True))
+    finally:
+        blobs.close()
+    return out
