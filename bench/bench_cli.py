@@ -14,7 +14,7 @@ from itertools import count
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SOUL, print_table, time_call, time_process, write_results  # noqa: E402
+from common import SOUL, print_table, time_call, time_process, write_results
 
 
 def main() -> None:

@@ -48,7 +48,9 @@ def time_call(fn: Callable[[], object], repeat: int) -> dict[str, float]:
     return summarize(samples)
 
 
-def time_process(cmd: list[str], repeat: int, env: dict[str, str] | None = None, cwd: Path | None = None) -> dict[str, float]:
+def time_process(
+    cmd: list[str], repeat: int, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> dict[str, float]:
     full_env = {**os.environ, **(env or {})}
 
     def once() -> None:
@@ -67,6 +69,11 @@ def print_table(title: str, rows: list[tuple[str, dict[str, float], str]]) -> No
 def write_results(name: str, data: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"benchmark": name, "machine": machine(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data}
+    payload = {
+        "benchmark": name,
+        "machine": machine(),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **data,
+    }
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path

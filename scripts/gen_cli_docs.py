@@ -37,21 +37,26 @@ JSON_SHAPES = """\
 Every read command takes `--json` and prints one JSON document on stdout. These shapes are a
 stable contract (scripts and tests depend on them); fields may be added, never renamed or removed.
 
-| command | shape |
-|---|---|
-| `soul remember --json` | `{"id": "<ulid>"}` plus `"duplicate_of"` when the same fact already existed |
-| `soul recall --json` | `[{"id", "text", "score", "kind", "tags", "by", "at", "project"?}]`, best first |
-| `soul list --json`, `soul show --json` | memory objects `{"id", "text", "kind", "tags", "by", "at", "project"?}` |
-| `soul get KEY --json` | `{"key", "value", "source"}`, source = machine \\| global \\| preference \\| default |
-| `soul get --json` | `{"dotted.key": value, ...}`: every effective setting |
-| `soul status --json` | `{"home", "instance", "memories", "events", "quarantined": [...], "git": {"head", "remote", "dirty", "merge_in_progress"}, ...}` plus a section per subsystem (index, sync, daemon, ...) |
-| `soul doctor --json` | `[{"name", "ok", "message", "fix"}]`; exit 1 when any check fails |
-| `soul sync --json` | what happened: status (synced \\| local \\| offline \\| attention), message, sent/received, conflicts |
-| `soul install links --json` | `{"dry_run", "links": [{"source", "target", "action", "backup", "note"}], "operations": [...]}`; action = ok \\| link \\| copy \\| replace \\| refresh |
-| `soul uninstall links --json` | `{"dry_run", "links": [{"target", "remove", "restore", "rmdirs", "note"}], "operations": [...]}` |
-| `soul install mcp --json` | `{"dry_run", "client", "path", "entry", "changed", "backup", "operations"}` |
-| `soul install service --json` | `{"dry_run", "kind", "files": {path: text}, "backups", "commands", "cron", "operations"}` |
-| `soul uninstall service --json` | `{"dry_run", "removed", "stopped", "cron", "operations"}` |
+- `soul remember --json`: `{"id": "<ulid>"}`, plus `"duplicate_of"` when the same fact already existed.
+- `soul recall --json`: `[{"id", "text", "score", "kind", "tags", "by", "at", "project"?}]`, best first.
+- `soul list --json`, `soul show --json`: memory objects `{"id", "text", "kind", "tags", "by", "at",
+  "project"?}`.
+- `soul get KEY --json`: `{"key", "value", "source"}`, source = machine | global | preference | default;
+  `soul get --json` without a key: `{"dotted.key": value, ...}`, every effective setting.
+- `soul status --json`: `{"home", "instance", "memories", "events", "quarantined": [...], "git": {"head",
+  "remote", "dirty", "merge_in_progress"}}` plus one section per subsystem (index, sync, daemon, ...).
+- `soul doctor --json`: `[{"name", "ok", "message", "fix"}]`; the exit code is 1 when a check fails.
+- `soul sync --json`: `{"status", "message", "sent", "received", "committed", "ahead", "behind", "head",
+  "conflicts", "errors", "recovered", "duration_ms", "exit_code"}`; status = synced | local | offline |
+  attention.
+- `soul install links --json`: `{"dry_run", "links": [{"source", "target", "action", "backup", "note"}],
+  "operations"}`; action = ok | link | copy | replace (backed up, then linked) | refresh (our copy updated).
+- `soul uninstall links --json`: `{"dry_run", "links": [{"target", "remove", "restore", "rmdirs", "note"}],
+  "operations"}`.
+- `soul install mcp --json`, `soul uninstall mcp --json`: `{"dry_run", "client", "path", "entry"?,
+  "changed", "backup", "operations"}`.
+- `soul install service --json`: `{"dry_run", "kind", "files": {path: text}, "backups", "commands", "cron",
+  "operations"}`; `soul uninstall service --json`: `{"dry_run", "removed", "stopped", "cron", "operations"}`.
 
 `operations` lists each filesystem change as one line (`mkdir P`, `link T -> S`, `move A -> B`,
 `write P`, `remove P`, `run CMD`); with `--dry-run` nothing in it has happened.

@@ -18,7 +18,7 @@ from soul import config as config_mod
 from soul import gitutil, store
 from soul import settings as settings_mod
 from soul.errors import GitError, NotASoul, NotFound, SoulError, UsageError
-from soul.ids import new_ulid, now_ms, iso_from_ms
+from soul.ids import iso_from_ms, new_ulid, now_ms
 from soul.view import KINDS, View, fold
 
 
@@ -99,7 +99,7 @@ class Soul:
             fsutil.atomic_write(keep, "")
         self.remember_instance_name()
         if fresh or gitutil.head(root) is None:
-            self.commit(list(files) + [keep.relative_to(root).as_posix()], f"soul: init ({self.instance})")
+            self.commit([*files, keep.relative_to(root).as_posix()], f"soul: init ({self.instance})")
 
     def remember_instance_name(self) -> None:
         from soul import fsutil

@@ -362,7 +362,7 @@ def _markdown_items(path: Path, progress: Progress) -> Iterator[Item | Problem]:
                 kind=note.kind,
                 tags=note.tags,
                 project=note.project,
-                source=note.source or f"markdown:{rel}",
+                source=note.source if note.exported else f"markdown:{rel}",
             )
         done += file.stat().st_size
         progress(done, total)
@@ -401,6 +401,7 @@ class NoteItem:
     project: str | None
     id: str | None = None
     source: str | None = None
+    exported: bool = False  # from `soul export --format markdown`: its metadata is the truth
 
 
 @dataclass
@@ -489,8 +490,16 @@ def _bullet_item(bullet: _Bullet, title: str, base: NoteItem, exported: bool) ->
         )
         tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
         memory_id = meta.get("id") if isinstance(meta.get("id"), str) and is_ulid(meta["id"]) else None
+        project, source = meta.get("project"), meta.get("source")
         return NoteItem(
-            bullet.line, text, str(kind), [str(t) for t in tags], meta.get("project"), memory_id, meta.get("source")
+            bullet.line,
+            text,
+            str(kind),
+            [str(t) for t in tags],
+            project if isinstance(project, str) else None,
+            memory_id,
+            source if isinstance(source, str) else None,
+            exported=True,
         )
     text = _CHECKBOX.sub("", text)
     tags = list(base.tags)

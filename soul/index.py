@@ -18,6 +18,7 @@ import hashlib
 import json
 import shutil
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -231,7 +232,10 @@ class SoulIndex:
             shutil.rmtree(index_dir(self.soul), ignore_errors=True)
             table = self._connect().create_table(TABLE, data=data, schema=data.schema, mode="overwrite")
         self._table = table
-        table.create_fts_index("terms", replace=True)
+        with warnings.catch_warnings():
+            # Deprecated in favour of create_index(config=FTS()); same native BM25 index.
+            warnings.simplefilter("ignore")
+            table.create_fts_index("terms", replace=True, use_tantivy=False)
         self._optimize()
         self._write_state(stamps)
         return {"added": len(docs), "updated": 0, "deleted": 0, "rebuilt": True}
@@ -399,7 +403,7 @@ def build_where(kind: str | None, tag: str | None, project: str | None, since: s
 
 def duplicate_threshold(soul: Soul) -> float | None:
     value = soul.config.get("index", {}).get("duplicate_threshold")
-    if value is None or isinstance(value, bool):
+    if value is None or isinstance(value, bool):  # `false` in soul.toml turns collapsing off
         return None
     try:
         return float(value)

@@ -16,6 +16,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import threading
 from collections.abc import Callable
@@ -77,6 +78,11 @@ class SoulHandle:
 
     def warm(self) -> None:
         """Load the index and model now, so the first recall does not pay for it."""
+        # Import the index's libraries outside the lock (the slowest part), so writes that do not
+        # need the index are not held up; then open the index and model under it.
+        for name in ("numpy", "pyarrow", "lancedb"):
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
         # Best effort: a real failure is reported by the recall that needs the index.
         with contextlib.suppress(Exception):
             self.call(lambda s: s.recall("warm up", k=1))

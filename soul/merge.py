@@ -190,15 +190,18 @@ def _merge_node(
     conflicts: list[Conflict],
     changes: list[tuple[list[str], Any]],
 ) -> Any:
-    """Merge one node; record in `changes` every path whose result differs from ours."""
-    if isinstance(ours, dict) and isinstance(theirs, dict):
-        sub_base = base if isinstance(base, dict) else {}
+    """Merge one node; record in `changes` every path whose result differs from ours.
+
+    Tables are merged key by key (a table one side lacks counts as empty, so deleting a table is
+    deleting its keys); anything else is compared as a whole value."""
+    if any(isinstance(v, dict) for v in (ours, theirs)) and all(_table_or_missing(v) for v in (ours, theirs)):
+        b, o, t = (v if isinstance(v, dict) else {} for v in (base, ours, theirs))
         out: dict[str, Any] = {}
-        for key in [*ours, *(k for k in theirs if k not in ours)]:
+        for key in [*o, *(k for k in t if k not in o)]:
             merged = _merge_node(
-                sub_base.get(key, MISSING),
-                ours.get(key, MISSING),
-                theirs.get(key, MISSING),
+                b.get(key, MISSING),
+                o.get(key, MISSING),
+                t.get(key, MISSING),
                 [*path, key],
                 file,
                 sides,
@@ -207,7 +210,13 @@ def _merge_node(
             )
             if merged is not MISSING:
                 out[key] = merged
-        return out
+        if out or not path or _table_present(base, ours, theirs):
+            if not out and ours is MISSING:
+                changes.append((path, {}))
+            return out
+        if ours is not MISSING:
+            changes.append((path, MISSING))
+        return MISSING
     if _same(ours, theirs) or _same(base, theirs):
         return ours
     if _same(base, ours):
@@ -220,6 +229,18 @@ def _merge_node(
     conflicts.append(Conflict(key, _plain(theirs), _plain(ours), sides.ours_name, sides.policy, file))
     changes.append((path, theirs))
     return theirs
+
+
+def _table_or_missing(value: Any) -> bool:
+    return value is MISSING or isinstance(value, dict)
+
+
+def _table_present(base: Any, ours: Any, theirs: Any) -> bool:
+    """Whether an emptied table stays: the three-way merge of "this table exists"."""
+    b, o, t = (isinstance(v, dict) for v in (base, ours, theirs))
+    if o == t:
+        return o
+    return t if b == o else o
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -255,6 +276,8 @@ def _apply(doc: Any, path: list[str], value: Any, result: dict[str, Any]) -> Non
     node = doc
     for depth, part in enumerate(path[:-1]):
         if part not in node:
+            if value is MISSING:
+                return
             node[part] = tomlkit.table()
         node = node[part]
         if not isinstance(node, dict):

@@ -18,10 +18,11 @@ import math
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from soul.errors import SecretRefused
 
+# Not `from typing import TYPE_CHECKING`: importing typing alone costs several ms on every command.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any, Protocol
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 
         def finditer(self, string: Any, /) -> Iterator[_Match]: ...
 
-    _Accept = Callable[[str, int, int], "tuple[int, int] | None"]
+    _Seen = set[tuple[str, int]]  # (stop characters, end) of the values already judged in one scan
+    _Accept = Callable[[str, int, int, _Seen], "tuple[int, int] | None"]
 
 __all__ = ["Finding", "check", "check_value", "is_never_sync_path", "scan"]
 
@@ -112,7 +114,31 @@ def _is_word(segment: str) -> bool:
         return True
     core = segment.strip(_DIGITS)
     head = len(segment) - len(segment.lstrip(_DIGITS))
-    return head <= 4 and len(segment) - head - len(core) <= 6 and core.isalpha()
+    tail = len(segment) - head - len(core)
+    return head <= 4 and tail <= 6 and core.isalpha() and _is_cased_like_words(core)
+
+
+def _is_cased_like_words(letters: str) -> bool:
+    """lower, UPPER, Title, camelCase or XMLHttp: every capital starts a hump of 2+ lower-case letters
+    (or an acronym at the end). Random mixed case (`tNx`, `IVzXGG`) has one-letter humps."""
+    if letters.islower() or letters.isupper():
+        return True
+    i, n = 0, len(letters)
+    while i < n and letters[i].islower():
+        i += 1
+    while i < n:
+        j = i
+        while j < n and letters[j].isupper():
+            j += 1
+        k = j
+        while k < n and letters[k].islower():
+            k += 1
+        if k == j:
+            return k == n
+        if k - j < 2:
+            return False
+        i = k
+    return True
 
 
 def _is_uuid(value: str) -> bool:
@@ -133,11 +159,12 @@ def _looks_like_credential(value: str, *, quoted: bool) -> bool:
     packed line can hold hundreds of candidates."""
     if not GENERIC_MIN_LENGTH <= len(value) <= MAX_VALUE:
         return False
-    # Words and identifiers, maybe with short numbers: `read_write_token_v2`, `/etc/pw`, `ed25519`.
-    if all(_is_word(s) for s in value.translate(_SEPARATORS).split()):
+    # Words and identifiers, maybe with short numbers: `read_write_token_v2`, `/etc/pw`, `ed25519`,
+    # and YAML tags, anchors and aliases of them (`!vault`, `*default_password`).
+    if all(_is_word(s) for s in value.lstrip("!&*@").translate(_SEPARATORS).split()):
         return False
-    # Unquoted values in code are usually expressions (`os.environ["X"]`, `*anchor`, `!vault`).
-    if not quoted and (value[0] in "@&*!/~." or any(c in value for c in "()[]{}")):
+    # Unquoted values in code are usually expressions (`os.environ["X"]`) or paths (`~/.pw`).
+    if not quoted and (value[0] in "/~." or any(c in value for c in "()[]{}")):
         return False
     if _is_placeholder(value) or "://" in value or value.startswith(_PUBLIC_KEY_PREFIXES):
         return False
@@ -152,9 +179,10 @@ def _looks_like_credential(value: str, *, quoted: bool) -> bool:
 
 
 # --- per-rule acceptance: (text, start, end) of the regex candidate -> final span or None -------
+# `seen` lives for one scan; rules whose candidates can overlap use it to judge each value once.
 
 
-def _accept_token(text: str, start: int, end: int) -> tuple[int, int] | None:
+def _accept_token(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
     token = text[start:end]
     low = token.lower()
     if _entropy(token) < TOKEN_MIN_ENTROPY or any(part in low for part in _TOKEN_PLACEHOLDER_PARTS):
@@ -162,7 +190,7 @@ def _accept_token(text: str, start: int, end: int) -> tuple[int, int] | None:
     return start, end
 
 
-def _accept_aws_secret(text: str, start: int, end: int) -> tuple[int, int] | None:
+def _accept_aws_secret(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
     # Any 40-char base64 run is a candidate; it is a key only when assigned to a name that says so
     # (`aws_secret_access_key =`, `"SecretAccessKey":`) and is not a word or a hex digest.
     before = text[max(0, start - 80) : start].rstrip(" \t\"'`\\")
@@ -174,28 +202,28 @@ def _accept_aws_secret(text: str, start: int, end: int) -> tuple[int, int] | Non
     named = "secretaccesskey" in squashed or ("aws" in ident and ("secret" in ident or "private" in ident))
     if not named or _classes(text[start:end]) < 3:
         return None
-    return _accept_token(text, start, end)
+    return _accept_token(text, start, end, seen)
 
 
-def _accept_azure_key(text: str, start: int, end: int) -> tuple[int, int] | None:
+def _accept_azure_key(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
     # 100 + padding repeats the `re` bound, which RE2 runs without (see _Scanner).
-    return _accept_token(text, start, end) if end - start <= 102 else None
+    return _accept_token(text, start, end, seen) if end - start <= 102 else None
 
 
-def _accept_webhook(text: str, start: int, end: int) -> tuple[int, int] | None:
+def _accept_webhook(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
     # The whole URL is the credential, but only its last segment is random.
     tail = text[start:end].rsplit("/", 1)[-1]
     return (start, end) if not _is_placeholder(tail) and _entropy(tail) >= TOKEN_MIN_ENTROPY else None
 
 
-def _accept_twilio(text: str, start: int, end: int) -> tuple[int, int] | None:
+def _accept_twilio(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
     # SK/AC + 32 hex is also the shape of plain ids; require the word "twilio" close by.
     if "twilio" not in text[max(0, start - 200) : end + 200].lower():
         return None
-    return _accept_token(text, start, end)
+    return _accept_token(text, start, end, seen)
 
 
-def _accept_url_password(text: str, start: int, end: int) -> tuple[int, int] | None:
+def _accept_url_password(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
     # No entropy or length test: a password in a URL is a password (even `u:p@h`), unless it is a
     # reference, a mask or a stand-in word. The length limits repeat the `re` pattern's bounds,
     # which RE2 runs without (see _Scanner).
@@ -209,7 +237,7 @@ def _accept_url_password(text: str, start: int, end: int) -> tuple[int, int] | N
     return None if any(part in low for part in _PLACEHOLDER_PARTS) else (start, end)
 
 
-def _accept_auth_header(text: str, start: int, end: int) -> tuple[int, int] | None:
+def _accept_auth_header(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
     # The pattern stops 8 characters into the credential; the rest is read here, not by the regex.
     stop = start + len(text[start : start + 2048]) - len(text[start : start + 2048].lstrip(_AUTH_CHARS))
     if stop - start >= 2048:
@@ -238,11 +266,16 @@ def _value_at(text: str, pos: int, stops: str) -> tuple[int, int, bool] | None:
     return None  # unreachable: the last window is the limit
 
 
-def _judge_value(text: str, pos: int, stops: str) -> tuple[int, int] | None:
+def _judge_value(text: str, pos: int, stops: str, seen: _Seen) -> tuple[int, int] | None:
     read = _value_at(text, pos, stops)
     if read is None:
         return None
     start, end, quoted = read
+    # In `k=k=k=…` every keyword starts a candidate whose value runs to the same end; only the
+    # first (longest) is judged, or a packed line would be judged once per keyword in it.
+    if (stops, end) in seen:
+        return None
+    seen.add((stops, end))
     if not quoted:
         # Sentence punctuation and a closing bracket of the surrounding text are not the value.
         while end > start and text[end - 1] in ".,;:":
@@ -254,15 +287,15 @@ def _judge_value(text: str, pos: int, stops: str) -> tuple[int, int] | None:
     return start, end
 
 
-def _accept_assignment(text: str, start: int, end: int) -> tuple[int, int] | None:
-    return _judge_value(text, start, " \t\r\n\"'`,;<")
+def _accept_assignment(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
+    return _judge_value(text, start, " \t\r\n\"'`,;<", seen)
 
 
-def _accept_prose(text: str, start: int, end: int) -> tuple[int, int] | None:
-    return _judge_value(text, start, " \t\r\n")
+def _accept_prose(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
+    return _judge_value(text, start, " \t\r\n", seen)
 
 
-def _accept_private_key(text: str, start: int, end: int) -> tuple[int, int] | None:
+def _accept_private_key(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
     """`start` is a `-----BEGIN … PRIVATE KEY-----` header; extend the span over the key body."""
     end = text.index("-----", text.index("PRIVATE KEY", start)) + 5
     # Stop at the next header so that many headers cost one pass, not one pass each.
@@ -293,16 +326,31 @@ def _accept_private_key(text: str, start: int, end: int) -> tuple[int, int] | No
 # --- rules ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class _Rule:
-    name: str
-    pattern: str  # RE2 ∩ `re` syntax; group 1, when present, is the credential
-    needles: tuple[str, ...]  # lower-case; the rule runs only if one occurs in the text
-    accept: _Accept = _accept_token
-    edge: str = _WORD  # characters that may not touch the credential on either side
-    anchored: bool = True  # the match starts at the credential (lets the `re` fallback use a lookbehind)
-    icase: bool = False
-    tier: int = 0  # 0: a known format; 1: generic. Known formats win overlaps.
+    """One rule. A plain class rather than a dataclass: this module is imported on every write."""
+
+    __slots__ = ("accept", "anchored", "edge", "icase", "name", "needles", "pattern", "tier")
+
+    def __init__(
+        self,
+        name: str,
+        pattern: str,
+        needles: tuple[str, ...],
+        accept: _Accept = _accept_token,
+        *,
+        edge: str = _WORD,
+        anchored: bool = True,
+        icase: bool = False,
+        tier: int = 0,
+    ) -> None:
+        self.name = name
+        self.pattern = pattern  # RE2 ∩ `re` syntax; group 1, when present, is the credential
+        self.needles = needles  # lower-case; the rule runs only if one of them occurs in the text
+        self.accept = accept  # (text, start, end) of a match -> the credential's span, or None
+        self.edge = edge  # characters that may not touch the credential on either side
+        self.anchored = anchored  # the match starts at the credential: enter each token run once
+        self.icase = icase
+        self.tier = tier  # 0: a known format; 1: generic. Known formats win overlaps.
 
 
 _KEYWORDS = (
@@ -427,6 +475,7 @@ class _Scanner:
         subject: str | bytes = text.encode("ascii") if self.engine == "re2" and text.isascii() else text
         low = text.lower()
         candidates: list[tuple[int, int, int, int]] = []
+        seen: _Seen = set()
         for order, (rule, pattern, group) in enumerate(self._rules):
             if not any(needle in low for needle in rule.needles):
                 continue
@@ -436,7 +485,7 @@ class _Scanner:
                     continue
                 if rule.anchored and text[start] not in rule.edge:
                     start += 1  # the match began with the character before the token
-                span = rule.accept(text, start, end)
+                span = rule.accept(text, start, end, seen)
                 if span is not None:
                     candidates.append((rule.tier, span[0], -span[1], order))
         return _findings(text, candidates)

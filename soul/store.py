@@ -8,6 +8,7 @@ byte-exact to `.soul/quarantine/` with its file and offset and skipped, never fa
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from soul import fsutil
 from soul.errors import SoulError
@@ -67,8 +68,6 @@ def append_events(home: Path, instance: str, events: list[Event]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        import fcntl
-
         fcntl.flock(fd, fcntl.LOCK_EX)
         _seal_torn_tail(home, path, fd)
         fsutil.append_record(fd, payload)
@@ -98,7 +97,7 @@ def _seal_torn_tail(home: Path, path: Path, fd: int) -> None:
     os.fsync(fd)
 
 
-def _last_line_start(handle: Any, size: int) -> int:
+def _last_line_start(handle: BinaryIO, size: int) -> int:
     pos = size
     block = 65536
     while pos > 0:
@@ -127,11 +126,10 @@ def quarantine(home: Path, path: Path, offset: int, raw: bytes, reason: str) -> 
     if not target.exists():
         fsutil.atomic_write(target, raw, mode=0o600)
         meta = json.dumps(entry.__dict__) + "\n"
-        with fsutil.file_lock(qdir / ".lock"):
-            with open(qdir / "index.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(meta)
-                handle.flush()
-                os.fsync(handle.fileno())
+        with fsutil.file_lock(qdir / ".lock"), open(qdir / "index.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(meta)
+            handle.flush()
+            os.fsync(handle.fileno())
     return entry
 
 

@@ -23,10 +23,13 @@ Every commit takes `.soul/git.lock`, the lock `Soul.commit` uses, so writers nev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,8 +155,28 @@ def _raise_if_refused(result: SyncResult) -> None:
 # ---------------------------------------------------------------------- git helpers
 
 
-def _git_lock(soul: Soul) -> Any:
-    return fsutil.file_lock(soul.state_dir / "git.lock", timeout=60)
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def _git_lock(soul: Soul) -> Iterator[None]:
+    """`.soul/git.lock` (the lock `Soul.commit` takes), re-entrant within one thread: flock is per
+    open file, so taking it twice from one process would wait on itself."""
+    depth: dict[str, int] = _held.__dict__.setdefault("depth", {})
+    key = str(soul.home)
+    if depth.get(key):
+        depth[key] += 1
+        try:
+            yield
+        finally:
+            depth[key] -= 1
+        return
+    with fsutil.file_lock(soul.state_dir / "git.lock", timeout=60):
+        depth[key] = 1
+        try:
+            yield
+        finally:
+            depth[key] = 0
 
 
 def _git(soul: Soul, args: list[str], **kwargs: Any) -> gitutil.GitResult:

@@ -43,7 +43,9 @@ def test_instance_name_from_env_and_validation(tmp_path: Path) -> None:
 
 
 def test_remember_list_recall_forget(soul_home: Path) -> None:
-    out = soul_json("remember", "The staging database runs on port 5433", "--kind", "fact", "--tag", "db", home=soul_home)
+    out = soul_json(
+        "remember", "The staging database runs on port 5433", "--kind", "fact", "--tag", "db", home=soul_home
+    )
     mid = out["id"]
     assert len(mid) == 26
     log = subprocess.run(["git", "-C", str(soul_home), "log", "--oneline"], capture_output=True, text=True).stdout
@@ -61,7 +63,9 @@ def test_remember_list_recall_forget(soul_home: Path) -> None:
 
 
 def test_remember_from_stdin_and_duplicate(soul_home: Path) -> None:
-    first = json.loads(run_soul("remember", "-", "--json", home=soul_home, input="Alice reviews all infra PRs\n").stdout)
+    first = json.loads(
+        run_soul("remember", "-", "--json", home=soul_home, input="Alice reviews all infra PRs\n").stdout
+    )
     second = soul_json("remember", "alice reviews all infra PRs.", home=soul_home)
     assert second == {"id": first["id"], "duplicate_of": first["id"]}
     third = soul_json("remember", "alice reviews all infra PRs.", "--allow-duplicate", home=soul_home)

@@ -127,10 +127,12 @@ def test_hit_shape_and_scores(core: Any, lexical: None) -> None:
 
 
 def test_near_duplicates_collapse_when_configured(core: Any, lexical: None) -> None:
-    ids = seed(core, ["the wifi password is on the fridge", "The wifi password is on the fridge!", "cats purr"])
-    assert len(core.index().search("wifi password", k=3)) == 3
+    ids = seed(core, ["the wifi password is on the fridge", "the wifi password is on the fridge door", "cats purr"])
     toml = core.home / "soul.toml"
-    toml.write_text(toml.read_text().replace("[index]\n", "[index]\nduplicate_threshold = 0.95\n"))
+    original = toml.read_text()
+    toml.write_text(original.replace("[index]\n", "[index]\nduplicate_threshold = false\n"))
+    assert len(type(core)(core.home, core.instance).index().search("wifi password", k=3)) == 3
+    toml.write_text(original.replace("[index]\n", "[index]\nduplicate_threshold = 0.85\n"))
     fresh = type(core)(core.home, core.instance)
     hits = fresh.index().search("wifi password", k=3)
     top = hits[0]

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_soul
 
 from soul.core import Soul
 from soul.errors import UsageError
 from soul.install import Disk, Recorder, links
-from conftest import run_soul
 
 
 def snapshot(root: Path) -> dict[str, Any]:
@@ -162,9 +162,7 @@ def test_dry_run_is_the_same_plan(soul_home: Path, user_home: Path) -> None:
     assert [op.split(".soul-backup-")[0] for op in rec.done] == [op.split(".soul-backup-")[0] for op in real.done]
 
 
-def test_copy_when_symlinks_are_not_allowed(
-    soul_home: Path, user_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_copy_when_symlinks_are_not_allowed(soul_home: Path, user_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOUL_NO_SYMLINKS", "1")
     src = dotfile(soul_home, "CLAUDE.md", "v1\n")
     (user_home / "CLAUDE.md").write_text("mine\n")

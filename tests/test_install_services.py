@@ -59,8 +59,11 @@ def test_systemd_daemon_unit(core: Soul, home: Path) -> None:
     w = Disk()
     services.install(core, "systemd", timer=False, start=False, w=w)
     assert not any(op.startswith("write " + str(path)) for op in w.done)  # idempotent
+    wants = path.parent / "default.target.wants" / "soul.service"
+    wants.parent.mkdir()
+    os.symlink(path, wants)  # what a manual `systemctl --user enable soul.service` leaves
     out = services.uninstall(core, Disk())
-    assert out["removed"] == [str(path)] and not out["stopped"]
+    assert out["removed"] == [str(path), str(wants)] and not out["stopped"]
     assert snapshot(home) == before
 
 
@@ -90,13 +93,13 @@ def test_paths_with_spaces_and_percent_are_quoted(tmp_path: Path) -> None:
 
 
 def test_launchd_plists(core: Soul) -> None:
-    (daemon_path, daemon_text), = services.render_launchd(core, timer=False).items()
+    ((daemon_path, daemon_text),) = services.render_launchd(core, timer=False).items()
     plist = plistlib.loads(daemon_text.encode())
     assert daemon_path.name == "dev.soul.daemon.plist" and plist["Label"] == "dev.soul.daemon"
     assert plist["KeepAlive"] is True and plist["RunAtLoad"] is True
     assert plist["ProgramArguments"][-6:] == ["--home", str(core.home), "--instance", "alpha", "daemon", "run"]
     assert Path(plist["ProgramArguments"][0]).is_absolute()
-    (_, sync_text), = services.render_launchd(core, timer=True).items()
+    ((_, sync_text),) = services.render_launchd(core, timer=True).items()
     sync = plistlib.loads(sync_text.encode())
     assert sync["StartInterval"] == core.config["sync"]["interval"] and "KeepAlive" not in sync
     assert services.MARKER in sync_text

@@ -16,6 +16,15 @@ from soul.errors import NotFound, UsageError
 from soul.ids import iso_from_ms, now_ms
 
 
+@pytest.fixture
+def soul_home(tmp_path: Path) -> Path:
+    """The conftest soul (instance alpha), created in-process: `soul init` as a subprocess costs
+    about a second per test on a loaded machine, and init is tested elsewhere."""
+    home = tmp_path / "soul"
+    Soul.init(home, "alpha")
+    return home
+
+
 def _git(home: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(home), *args], capture_output=True, text=True, check=True).stdout
 

@@ -14,6 +14,15 @@ from soul.errors import NotFound, SecretRefused, UsageError
 from soul.view import fold
 
 
+@pytest.fixture
+def soul_home(tmp_path: Path) -> Path:
+    """The conftest soul (instance alpha), created in-process: `soul init` as a subprocess costs
+    about a second per test on a loaded machine, and init is tested elsewhere."""
+    home = tmp_path / "soul"
+    Soul.init(home, "alpha")
+    return home
+
+
 def test_note_and_who_is_by_name_alias_any_case(core: Soul) -> None:
     core.note_person("Ada Lovelace", "Leads the analytics engine work", project="engine", aliases=["Ada"])
     person = core.note_person("ADA", "Prefers short written updates", style="terse, async", project="notes")

@@ -12,6 +12,15 @@ from soul.core import Soul
 from soul.errors import NotFound, SecretRefused, UsageError
 
 
+@pytest.fixture
+def soul_home(tmp_path: Path) -> Path:
+    """The conftest soul (instance alpha), created in-process: `soul init` as a subprocess costs
+    about a second per test on a loaded machine, and init is tested elsewhere."""
+    home = tmp_path / "soul"
+    Soul.init(home, "alpha")
+    return home
+
+
 @pytest.mark.parametrize(
     ("wins", "n", "inferred"),
     [(3, 3, True), (2, 2, False), (3, 4, False), (4, 4, True), (4, 5, False), (8, 10, True), (0, 0, False)],
@@ -31,10 +40,11 @@ def test_inference_needs_consistent_evidence(core: Soul) -> None:
     core.observe_choice("python.runner", "pytest")
     result = core.observe_choice("python.runner", "unittest", over=["pytest"])
     assert result["inference"]["inferred"] is None and result["inference"]["observations"] == 3
-    core.observe_choice("python.runner", "pytest")
-    core.observe_choice("python.runner", "pytest")
-    inf = core.observe_choice("python.runner", "pytest", context="repo x")["inference"]
-    assert inf["evidence"] == {"pytest": 5, "unittest": 1} and inf["inferred"] == "pytest"
+    for _ in range(3):
+        inf = core.observe_choice("python.runner", "pytest", context="repo x")["inference"]
+    assert inf["evidence"] == {"pytest": 5, "unittest": 1} and inf["inferred"] is None  # lower bound 0.57
+    inf = core.observe_choice("python.runner", "pytest")["inference"]
+    assert inf["evidence"] == {"pytest": 6, "unittest": 1} and inf["inferred"] == "pytest"  # 0.62
     [row] = [p for p in core.preferences() if p["category"] == "python.runner"]
     assert row["source"] == "inferred" and row["value"] == "pytest" and row["confidence"] > 0.6
 

@@ -13,7 +13,7 @@ from soul.errors import NotFound, SettingsError
 
 def test_set_keeps_comments_and_order(core: Any) -> None:
     path = settings.global_path(core.home)
-    path.write_text("# my settings\n[editor]\n# width in spaces\ntab_width = 2\ntheme = \"dark\"\n")
+    path.write_text('# my settings\n[editor]\n# width in spaces\ntab_width = 2\ntheme = "dark"\n')
     core.set_setting("editor.tab_width", 4)
     core.set_setting("shell.name", "zsh")
     text = path.read_text()

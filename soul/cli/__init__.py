@@ -32,22 +32,38 @@ def _load_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from soul.cli.app import app, click_exceptions
+    from soul.cli import fast
 
-    click = click_exceptions()
-
-    _load_commands()
     args = sys.argv[1:] if argv is None else argv
     try:
-        code = app(args=args, prog_name="soul", standalone_mode=False)
-        # With standalone_mode off, click returns the code of a typer.Exit instead of exiting.
-        if isinstance(code, int) and code:
-            sys.exit(code)
+        if not fast.run(args):
+            _run_full(args)
     except SoulError as exc:
         sys.stderr.write(f"soul: {exc.message}\n")
         if exc.hint:
             sys.stderr.write(f"  hint: {exc.hint}\n")
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("soul: interrupted\n")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as exc:
+        path = _save_traceback(args)
+        sys.stderr.write(f"soul: unexpected error: {type(exc).__name__}: {exc}\n")
+        if path:
+            sys.stderr.write(f"  traceback saved to {path}\n")
+        sys.exit(1)
+
+
+def _run_full(args: list[str]) -> None:
+    """The whole typer CLI; click's own exceptions become exit codes here."""
+    from soul.cli.app import app, click_exceptions
+
+    click = click_exceptions()
+    _load_commands()
+    try:
+        code = app(args=args, prog_name="soul", standalone_mode=False)
     except click.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
@@ -56,27 +72,24 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("soul: interrupted\n")
-        sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(0)
-    except Exception as exc:  # noqa: BLE001 - the one place unexpected errors are reported
-        path = _save_traceback()
-        sys.stderr.write(f"soul: unexpected error: {type(exc).__name__}: {exc}\n")
-        if path:
-            sys.stderr.write(f"  traceback saved to {path}\n")
-        sys.exit(1)
+    # With standalone_mode off, click returns the code of a typer.Exit instead of exiting.
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
-def _save_traceback() -> str | None:
+def _save_traceback(args: list[str]) -> str | None:
     import traceback
+    from pathlib import Path
 
-    from soul.cli.app import home_arg
     from soul.config import default_home
     from soul.ids import now_iso
 
-    home = home_arg() or default_home()
+    home = default_home()
+    for i, arg in enumerate(args):
+        if arg == "--home" and i + 1 < len(args):
+            home = Path(args[i + 1]).expanduser()
+        elif arg.startswith("--home="):
+            home = Path(arg.split("=", 1)[1]).expanduser()
     logs = home / ".soul" / "logs"
     if not (home / "soul.toml").exists():
         return None

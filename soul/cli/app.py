@@ -48,9 +48,7 @@ def click_exceptions() -> Any:
         from typer._click import exceptions as vendored
     except ImportError:  # typer releases that depend on the click package
         from click import exceptions as vendored  # type: ignore[no-redef]
-    return types.SimpleNamespace(
-        Exit=typer.Exit, Abort=typer.Abort, ClickException=vendored.ClickException
-    )
+    return types.SimpleNamespace(Exit=typer.Exit, Abort=typer.Abort, ClickException=vendored.ClickException)
 
 
 def home_arg() -> Path | None:

@@ -226,6 +226,13 @@ def installed_files() -> dict[str, list[Path]]:
     return found
 
 
+def _enablement_links(kind: str, paths: list[Path]) -> list[Path]:
+    if kind != "systemd" or not paths:
+        return []
+    names = {p.name for p in paths}
+    return [link for link in paths[0].parent.glob("*.wants/*") if link.is_symlink() and link.name in names]
+
+
 def uninstall(soul: Soul, w: Writer) -> dict[str, Any]:
     manifest = _manifest(soul)
     report: dict[str, Any] = {"removed": [], "stopped": [], "cron": False}
@@ -239,6 +246,14 @@ def uninstall(soul: Soul, w: Writer) -> dict[str, Any]:
             w.remove(path)
             report["removed"].append(str(path))
         gone = set(paths)
+        for wants in _enablement_links(kind, paths):
+            # Left by a manual `systemctl --user enable`; dangling once the unit is gone.
+            w.remove(wants)
+            report["removed"].append(str(wants))
+            gone.add(wants)
+            if set(wants.parent.iterdir()) <= gone:
+                w.rmdir(wants.parent)
+                gone.add(wants.parent)
         for directory in reversed([Path(d) for d in manifest.get(kind, {}).get("created_dirs", [])]):
             if directory.is_dir() and set(directory.iterdir()) <= gone:
                 w.rmdir(directory)

@@ -15,6 +15,7 @@ to push while a purge is half done or while HEAD still holds a purged line.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets as pysecrets
 import tomllib
@@ -135,10 +136,9 @@ def _fetch_lease(soul: Soul) -> str | None:
         return None
     branch = _branch(repo)
     tracking = f"refs/remotes/{REMOTE}/{branch}"
-    try:
+    # Offline: purge locally now; the push step checks the remote again before it pushes.
+    with contextlib.suppress(OfflineError):
         gitutil.run(["fetch", "-q", "--no-tags", REMOTE, f"+refs/heads/{branch}:{tracking}"], repo, network=True)
-    except OfflineError:
-        pass  # purge locally now; the push step retries and checks the lease again
     tip = _rev(repo, tracking)
     if tip and not _is_ancestor(repo, tip, "HEAD"):
         raise SyncAttention(
