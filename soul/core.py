@@ -545,10 +545,11 @@ class Soul:
     def append_many(self, op: str, fields_list: list[dict[str, Any]], message: str) -> list[dict[str, Any]]:
         """Append a batch of events (already guarded) in one write and one commit; for imports."""
         ms = now_ms()
+        at = iso_from_ms(ms)
         events = []
         for fields in fields_list:
             event: dict[str, Any] = {"op": op, "id": fields.pop("id", None) or new_ulid(ms)}
-            event.update(at=iso_from_ms(ms), by=self.instance, v=store.SCHEMA_VERSION, **fields)
+            event.update(at=at, by=self.instance, v=store.SCHEMA_VERSION, **fields)
             events.append(event)
         path = store.append_events(self.home, self.instance, events)
         self._view = None
@@ -675,6 +676,10 @@ class Soul:
         for name, ok, message, fix_hint in sync_mod.doctor_checks(self) + daemon_mod.doctor_checks(self):
             add(name, ok, message, fix_hint)
         # ---- doctor: token file (issue 5)
+        from soul import events_client
+
+        for name, ok, message, fix_hint in events_client.doctor_checks(self.home, self.config):
+            add(name, ok, message, fix_hint)
         # ---- doctor: links + services (issue 7)
         from soul.install import Disk, clients, links, services
 

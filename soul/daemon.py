@@ -69,8 +69,9 @@ def ignored(home: Path, path: str) -> bool:
 class Daemon:
     """The loop behind `soul daemon run`; `request_stop()` is what SIGTERM calls."""
 
-    def __init__(self, soul: Soul, interval: float | None = None) -> None:
+    def __init__(self, soul: Soul, interval: float | None = None, warm: bool = True) -> None:
         self.soul = soul
+        self.warm = warm
         self.interval = float(interval or soul.config["sync"].get("interval") or 60)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -120,8 +121,7 @@ class Daemon:
                 self._wake.wait(TICK)
                 self._wake.clear()
         finally:
-            for helper in reversed(helpers):
-                _quietly(helper.stop, "stopping a helper")
+            _stop_helpers(helpers)
             self.state["running"] = False
             self.state["stopped"] = now_iso()
             self._write_state()
@@ -236,6 +236,8 @@ class Daemon:
         return _Watcher(self.soul.home, self.changed)
 
     def _warm(self) -> Any:
+        if not self.warm:
+            return None
         try:
             from soul.warm import WarmServer  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
@@ -303,6 +305,17 @@ class _Watcher:
     def stop(self) -> None:
         self.observer.stop()
         self.observer.join(timeout=5)
+
+
+def _stop_helpers(helpers: list[Any], wait: float = 3.0) -> None:
+    """Stop helpers in parallel, waiting a bounded time: a helper stuck in a slow call (a model
+    load) must not hold SIGTERM hostage; its threads are daemon threads and end with us."""
+    threads = [threading.Thread(target=_quietly, args=(h.stop, "stopping a helper"), daemon=True) for h in helpers]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + wait
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def backoff(interval: float, failures: int) -> float:

@@ -31,12 +31,55 @@ _BLOCK_CELLS = 1 << 24  # similarity cells computed at once (64 MiB of float32)
 _WORD = re.compile(r"\w+", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.:,]\d+)*")
 _NEGATION = frozenset(
-    "not no never dislike dislikes don doesn didn isn aren wasn won cannot avoid avoids without hate hates "
-    "nobody none nothing forbidden stop stopped".split()
+    [
+        "not",
+        "no",
+        "never",
+        "dislike",
+        "dislikes",
+        "don",
+        "doesn",
+        "didn",
+        "isn",
+        "aren",
+        "wasn",
+        "won",
+        "cannot",
+        "avoid",
+        "avoids",
+        "without",
+        "hate",
+        "hates",
+        "nobody",
+        "none",
+        "nothing",
+        "forbidden",
+        "stop",
+        "stopped",
+    ]
 )
 _CALENDAR = frozenset(
-    "monday tuesday wednesday thursday friday saturday sunday january february march april may june july "
-    "august september october november december".split()
+    [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ]
 )
 
 

@@ -62,30 +62,23 @@ def find_key(soul: Soul, key: str) -> str | None:
         return _live_id_for_key(db, key)
 
 
-def find_many(soul: Soul, keys: Iterable[str]) -> dict[str, str]:
-    """Fact key -> live id for those `keys` that are held; one catch-up for a whole import batch."""
-    wanted = list(dict.fromkeys(keys))
+def lookup(soul: Soul, ids: Iterable[str], keys: Iterable[str]) -> tuple[set[str], set[str]]:
+    """For a whole import batch, one catch-up: which of `ids` any memory.add already used (live,
+    forgotten, merged or alias), and which fact `keys` a live memory holds."""
     with _open(soul) as db:
-        out: dict[str, str] = {}
-        for key in wanted:
-            found = _live_id_for_key(db, key)
-            if found is not None:
-                out[key] = found
-        return out
+        known = _present(db, "SELECT id FROM dupe_mem WHERE id IN ({})", ids)
+        known |= _present(db, "SELECT id FROM dupe_alias WHERE id IN ({})", ids)
+        held = {key for key in dict.fromkeys(keys) if _live_id_for_key(db, key) is not None}
+    return known, held
 
 
-def known_ids(soul: Soul, ids: Iterable[str]) -> set[str]:
-    """Those of `ids` that any memory.add already used (live, forgotten, merged or alias)."""
-    wanted = list(dict.fromkeys(ids))
-    known: set[str] = set()
-    with _open(soul) as db:
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for table in ("dupe_mem", "dupe_alias"):
-                rows = db.execute(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk)  # noqa: S608
-                known.update(r[0] for r in rows)
-    return known
+def _present(db: sqlite3.Connection, query: str, values: Iterable[str]) -> set[str]:
+    wanted = list(dict.fromkeys(values))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        found.update(str(r[0]) for r in db.execute(query.format(",".join("?" * len(chunk))), chunk))
+    return found
 
 
 def rebuild(soul: Soul) -> int:

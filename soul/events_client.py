@@ -196,3 +196,23 @@ def backoff(failures: int) -> float:
 def _describe(exc: BaseException) -> str:
     # httpx messages name the URL at most; the token lives only in a header and never appears here.
     return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def doctor_checks(home: Path, config: dict[str, Any]) -> list[tuple[str, bool, str, str | None]]:
+    """(name, ok, message, fix) for each token file this soul uses: the server's and `[sync] token_file`."""
+    paths = [default_token_path(home)]
+    configured = (config.get("sync") or {}).get("token_file")
+    if configured:
+        paths.append(Path(str(configured)).expanduser())
+    checks: list[tuple[str, bool, str, str | None]] = []
+    for path in dict.fromkeys(paths):
+        if not path.exists():
+            if path != paths[0]:
+                checks.append(
+                    ("token file", False, f"{path} ([sync] token_file) does not exist", "copy the server's token there")
+                )
+            continue
+        problem = token_file_problem(path)
+        fix = f"chmod 600 {path}" if problem else None
+        checks.append(("token file", problem is None, problem or f"{path} is private (0600)", fix))
+    return checks

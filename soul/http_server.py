@@ -265,6 +265,10 @@ class Watcher:
 
         last = self.heads()
         self.hub.head = last[1] or last[0]
+        if self.upstream is not None:
+            # Commits made while the server was down are pushed (and missed pushes pulled) at once;
+            # the loop below then announces the new head.
+            await anyio.to_thread.run_sync(self._sync)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)

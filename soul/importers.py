@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from soul.core import Soul
 
 FORMATS = ("mcp-memory", "markdown", "jsonl")
-BATCH = 1000
+BATCH = 2000
+MAX_LISTED = 1000
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 Progress = Callable[[int, int], None]
 
@@ -48,6 +49,7 @@ class Item:
     project: str | None = None
     source: str | None = None
     person: tuple[str, str] | None = None  # (name, observation): also feeds a people note
+    multiline: bool = False  # the text spans source lines (Markdown), so a finding's line adds up
 
 
 @dataclass
@@ -67,9 +69,16 @@ class ImportReport:
     imported: int = 0
     duplicates: int = 0
     batches: int = 0
-    ids: list[str] = field(default_factory=list)
     refused: list[Problem] = field(default_factory=list)
     malformed: list[Problem] = field(default_factory=list)
+    problems_not_listed: int = 0  # past MAX_LISTED: a file of garbage must not fill memory
+
+    def problem(self, kind: str, problem: Problem) -> None:
+        listed = self.refused if kind == "refused" else self.malformed
+        if len(self.refused) + len(self.malformed) < MAX_LISTED:
+            listed.append(problem)
+        else:
+            self.problems_not_listed += 1
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -101,10 +110,10 @@ def run(
     pending: list[Item] = []
     for entry in _SOURCES[fmt](path, progress or (lambda done, total: None)):
         if isinstance(entry, Problem):
-            report.malformed.append(entry)
+            report.problem("malformed", entry)
             continue
         report.read += 1
-        item = _guard(entry, report)
+        item = _validate(entry, report)
         if item is not None:
             pending.append(item)
         if len(pending) >= batch:
@@ -115,9 +124,8 @@ def run(
     return report
 
 
-def _guard(item: Item, report: ImportReport) -> Item | None:
-    """Validate and secret-check one item; a failure is reported with its line, never raised."""
-    from soul import secrets
+def _validate(item: Item, report: ImportReport) -> Item | None:
+    """Check one item as `soul remember` would; a failure is reported with its line, never raised."""
     from soul.core import _check_kind, _clean_label, _clean_text
 
     try:
@@ -125,22 +133,52 @@ def _guard(item: Item, report: ImportReport) -> Item | None:
         item.kind = _check_kind(item.kind)
         item.tags = list(dict.fromkeys(_clean_label(t, "tag") for t in item.tags if t.strip()))
         item.project = _clean_label(item.project, "project") if item.project else None
-        secrets.check(item.text, what="imported memory")
-        for label in [*item.tags, item.project or "", item.source or ""]:
-            secrets.check(label, what="imported label")
-    except SecretRefused as exc:
-        report.refused.append(Problem(item.where, item.line + max(exc.line, 1) - 1, exc.message, exc.rule))
-        return None
     except UsageError as exc:
-        report.malformed.append(Problem(item.where, item.line, exc.message))
+        report.problem("malformed", Problem(item.where, item.line, exc.message))
         return None
     return item
 
 
+def _blob(item: Item) -> str:
+    return "\n".join([item.text, *item.tags, item.project or "", item.source or ""])
+
+
+def _guard(items: list[Item], report: ImportReport) -> list[Item]:
+    """The secret guard over a batch: one scan of all items (scanning is linear, and a call per
+    item costs more than the scan), then an exact per-item check of every item a finding touches,
+    so a match that only exists across two items' boundary refuses neither."""
+    from bisect import bisect_right
+
+    from soul import secrets
+
+    starts: list[int] = []
+    pos = 0
+    blobs = [_blob(item) for item in items]
+    for blob in blobs:
+        starts.append(pos)
+        pos += len(blob) + 2
+    touched: set[int] = set()
+    for finding in secrets.scan("\n\n".join(blobs)):
+        first, last = bisect_right(starts, finding.start) - 1, bisect_right(starts, max(finding.end - 1, 0)) - 1
+        touched.update(range(first, last + 1))
+    kept: list[Item] = []
+    for index, item in enumerate(items):
+        if index in touched:
+            try:
+                secrets.check(blobs[index], what="imported memory")
+            except SecretRefused as exc:
+                line = item.line
+                if item.multiline:
+                    line += min(max(exc.line, 1), item.text.count("\n") + 1) - 1
+                report.problem("refused", Problem(item.where, line, exc.message, exc.rule))
+                continue
+        kept.append(item)
+    return kept
+
+
 def _flush(soul: Soul, writer: _Writer, items: list[Item], report: ImportReport, fmt: str) -> None:
-    known = writer.known_ids([i.id for i in items])
     keys = [fact_key(i.text, i.kind, i.project) for i in items]
-    held = writer.held_keys(keys)
+    known, held = writer.lookup([i.id for i in items], keys)
     fresh: list[Item] = []
     batch_keys: set[str] = set()
     for item, key in zip(items, keys, strict=True):
@@ -149,6 +187,10 @@ def _flush(soul: Soul, writer: _Writer, items: list[Item], report: ImportReport,
             continue
         batch_keys.add(key)
         fresh.append(item)
+    # Guarded after the duplicate check: what is already in the soul is not written again, so a
+    # re-import pays only for what is new (a refused item is never known, so it is refused again).
+    fresh = _guard(fresh, report)
+    batch_keys = {fact_key(i.text, i.kind, i.project) for i in fresh}
     if not fresh:
         return
     fields_list = []
@@ -162,7 +204,6 @@ def _flush(soul: Soul, writer: _Writer, items: list[Item], report: ImportReport,
     report.batches += 1
     writer.write(fields_list, keys=batch_keys, message=f"import {fmt}: {len(fresh)} memories (batch {report.batches})")
     report.imported += len(fresh)
-    report.ids.extend(i.id for i in fresh)
     for item in fresh:
         if item.person is not None:
             writer.note_person(*item.person)
@@ -174,15 +215,11 @@ class _Writer:
     def __init__(self, soul: Soul) -> None:
         self.soul = soul
 
-    def known_ids(self, ids: list[str]) -> set[str]:
+    def lookup(self, ids: list[str], keys: list[str]) -> tuple[set[str], set[str]]:
+        """Those `ids` already used, and those fact `keys` a live memory holds."""
         from soul import dupes
 
-        return dupes.known_ids(self.soul, ids)
-
-    def held_keys(self, keys: list[str]) -> set[str]:
-        from soul import dupes
-
-        return set(dupes.find_many(self.soul, keys))
+        return dupes.lookup(self.soul, ids, keys)
 
     def write(self, fields_list: list[dict[str, Any]], keys: set[str], message: str) -> None:
         self.soul.append_many("memory.add", fields_list, message=message)
@@ -204,11 +241,9 @@ class _DryRun(_Writer):
         self.ids: set[str] = set()
         self.keys: set[str] = set()
 
-    def known_ids(self, ids: list[str]) -> set[str]:
-        return super().known_ids(ids) | (set(ids) & self.ids)
-
-    def held_keys(self, keys: list[str]) -> set[str]:
-        return super().held_keys(keys) | (set(keys) & self.keys)
+    def lookup(self, ids: list[str], keys: list[str]) -> tuple[set[str], set[str]]:
+        known, held = super().lookup(ids, keys)
+        return known | (set(ids) & self.ids), held | (set(keys) & self.keys)
 
     def write(self, fields_list: list[dict[str, Any]], keys: set[str], message: str) -> None:
         self.ids.update(f["id"] for f in fields_list)
@@ -249,8 +284,11 @@ def _json_lines(path: Path, progress: Progress) -> Iterator[tuple[int, dict[str,
             continue
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             yield number, Problem(where, number, f"not JSON: {exc.msg}")
+            continue
+        except RecursionError:
+            yield number, Problem(where, number, "not JSON: nested too deeply")
             continue
         if not isinstance(data, dict):
             yield number, Problem(where, number, "not a JSON object")
@@ -363,6 +401,7 @@ def _markdown_items(path: Path, progress: Progress) -> Iterator[Item | Problem]:
                 tags=note.tags,
                 project=note.project,
                 source=note.source if note.exported else f"markdown:{rel}",
+                multiline=True,
             )
         done += file.stat().st_size
         progress(done, total)
@@ -488,7 +527,8 @@ def _bullet_item(bullet: _Bullet, title: str, base: NoteItem, exported: bool) ->
         kind = (
             meta.get("kind") if meta.get("kind") in KINDS else (bullet.section if bullet.section in KINDS else "note")
         )
-        tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
+        raw_tags = meta.get("tags")
+        tags: list[Any] = raw_tags if isinstance(raw_tags, list) else []
         memory_id = meta.get("id") if isinstance(meta.get("id"), str) and is_ulid(meta["id"]) else None
         project, source = meta.get("project"), meta.get("source")
         return NoteItem(

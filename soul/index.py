@@ -123,6 +123,7 @@ class SoulIndex:
 
         # LanceDB's Rust layer logs deprecation notices to stderr on every query.
         os.environ.setdefault("LANCEDB_LOG", "error")
+        _skip_rest_client()
         import lancedb
 
         if self._db is None:
@@ -199,7 +200,8 @@ class SoulIndex:
             state = read_state(self.soul)
             stamps = log_stamps(self.soul)
             emb = self.embedder
-            if state.get("embedder") != emb.id or not self._table_ok(emb.dim):
+            # The schema check opens the table: done once per handle, not on every query.
+            if state.get("embedder") != emb.id or not (self._table is not None or self._table_ok(emb.dim)):
                 return self._rebuild(stamps, progress)
             if state.get("stamps") == stamps:
                 return {"added": 0, "updated": 0, "deleted": 0, "rebuilt": False}
@@ -364,6 +366,26 @@ class SoulIndex:
             return [], np.zeros((0, self.embedder.dim), dtype=np.float32)
         flat = data["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
         return ids, flat.reshape(len(ids), -1).astype(np.float32)
+
+
+def _skip_rest_client() -> None:
+    """Register the LanceDB REST client package without running its `__init__`.
+
+    That `__init__` builds ~370 pydantic-validated REST methods (about half of `import lancedb`, ~1 s
+    of a cold `soul recall`) that a local table never calls; the model modules LanceDB does import
+    still load normally as submodules."""
+    import importlib.util
+    import sys
+
+    name = "lance_namespace_urllib3_client"
+    if name in sys.modules:
+        return
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return
+    if spec is not None and spec.submodule_search_locations:
+        sys.modules[name] = importlib.util.module_from_spec(spec)
 
 
 def reranker(name: str) -> Any:

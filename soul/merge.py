@@ -295,6 +295,8 @@ def _prune(doc: Any, path: list[str], result: dict[str, Any]) -> None:
     while path:
         node = doc
         for part in path[:-1]:
+            if not isinstance(node, dict) or part not in node:
+                return
             node = node[part]
         if _lookup(result, path) is MISSING and path[-1] in node and len(node[path[-1]]) == 0:
             del node[path[-1]]

@@ -11,6 +11,7 @@ changed on two machines; `resolve_conflict` sets the value and records a `confli
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -205,7 +206,7 @@ def _accept_events(soul: Soul) -> list[dict[str, Any]]:
 
 def list_conflicts(soul: Soul) -> list[dict[str, Any]]:
     """Unresolved settings conflicts, newest first."""
-    out = [dict(c) for c in soul.view().conflicts if c["resolved"] is None]
+    out = [copy.deepcopy(c) for c in soul.view().conflicts if c["resolved"] is None]
     out.sort(key=lambda c: (c["at"], c["id"]), reverse=True)
     return out
 

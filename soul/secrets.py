@@ -6,14 +6,17 @@ file names that never sync. Every write path (CLI, MCP, settings, sessions, peop
 commit scan) calls `check` or `check_value` before it touches disk; the guard blocks, it never warns.
 The rules, thresholds and measured rates are documented in docs/secret-guard.md.
 
-Invariants: a scan takes time linear in the input (RE2 when `google-re2` is installed; the `re`
-fallback uses only bounded quantifiers that never nest, behind a lookbehind so that a run of token
-characters is entered once), and no message or exception raised here contains the credential.
+Invariants: a scan takes time linear in the input, and no message or exception raised here contains
+the credential. Linear because RE2 (`google-re2`) runs the patterns when it is installed, and because
+the patterns are also safe for the `re` fallback: no nested quantifiers, bounded repeats (or a single
+character class where a format has no length limit), token patterns that may only start where a run
+of token characters starts, and values read with string methods after a short match, not by regex.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 from bisect import bisect_left
 from collections import Counter
@@ -24,6 +27,7 @@ from soul.errors import SecretRefused
 # Not `from typing import TYPE_CHECKING`: importing typing alone costs several ms on every command.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import re
     from collections.abc import Callable, Iterator
     from typing import Any, Protocol
 
@@ -36,7 +40,7 @@ if TYPE_CHECKING:
 
         def finditer(self, string: Any, /) -> Iterator[_Match]: ...
 
-    _Seen = set[tuple[str, int]]  # (stop characters, end) of the values already judged in one scan
+    _Seen = set[tuple[tuple[str, ...], int]]  # (stop characters, end) of values judged in one scan
     _Accept = Callable[[str, int, int, _Seen], "tuple[int, int] | None"]
 
 __all__ = ["Finding", "check", "check_value", "is_never_sync_path", "scan"]
@@ -59,8 +63,14 @@ _CROCKFORD = frozenset("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 _HEX = frozenset("0123456789abcdefABCDEF")
 _SEPARATORS = str.maketrans(dict.fromkeys("_-./@:\\+,=|;", " "))
 _DROP_B64 = str.maketrans(dict.fromkeys(_B64 + "=", None))
+_C_LOG_C = (0.0, *(c * math.log2(c) for c in range(1, 1025)))
+_DIGIT_SET = frozenset(_DIGITS)
+_CODE_CHARS = frozenset("()[]{}")
 _DROP_LETTERS = str.maketrans(dict.fromkeys(_ALNUM[:52], None))
 _AUTH_CHARS = _ALNUM + "._~+/-="
+# Where an unquoted value ends: after `key =` (also at a closing quote, `,`, `;`, `<`), in prose.
+_ASSIGNMENT_STOPS = tuple(" \t\r\n\"'`,;<")
+_PROSE_STOPS = tuple(" \t\r\n")
 
 # Substrings that mark a value as a stand-in rather than a credential (matched lower-case).
 _PLACEHOLDER_PARTS = (
@@ -91,21 +101,30 @@ class Finding:
 
 
 def _entropy(value: str) -> float:
+    """Shannon entropy in bits per character: log2(n) - sum(c * log2(c)) / n over character counts."""
     n = len(value)
-    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+    counts = Counter(value).values()
+    if n < len(_C_LOG_C):  # a table keeps the sum in C: packed lines judge hundreds of values
+        return math.log2(n) - sum(map(_C_LOG_C.__getitem__, counts)) / n
+    return math.log2(n) - sum(c * math.log2(c) for c in counts) / n
 
 
 def _classes(value: str) -> int:
     """How many of lower-case, upper-case, digits and other characters occur in `value`."""
-    has_digit = any(d in value for d in _DIGITS)
+    has_digit = not _DIGIT_SET.isdisjoint(value)
     return (value != value.upper()) + (value != value.lower()) + has_digit + (not value.isalnum())
 
 
 def _is_placeholder(value: str) -> bool:
     low = value.lower()
-    if low in _PLACEHOLDER_WORDS or len(set(low)) <= 2 or low[0] in "$%":
+    if low in _PLACEHOLDER_WORDS or len(set(low)) <= 2 or _is_reference(low):
         return True
-    return any(part in low for part in _PLACEHOLDER_PARTS)
+    return _literal_search(_PLACEHOLDER_PARTS).search(low) is not None
+
+
+def _is_reference(value: str) -> bool:
+    """`$VAR`, `${env:X}`, `%VAR%`, `%(name)s`, or a `{name}` template field."""
+    return value[0] in "$%" or (value[0] == "{" and value[-1] == "}")
 
 
 def _is_word(segment: str) -> bool:
@@ -141,6 +160,12 @@ def _is_cased_like_words(letters: str) -> bool:
     return True
 
 
+def _is_words(value: str) -> bool:
+    """Words and identifiers, maybe with short numbers (`read_write_token_v2`, `/etc/pw`, `ed25519`),
+    and YAML tags, anchors and aliases of them (`!vault`, `*default_password`)."""
+    return all(_is_word(s) for s in value.lstrip("!&*@").translate(_SEPARATORS).split())
+
+
 def _is_uuid(value: str) -> bool:
     return (
         len(value) == 36
@@ -159,12 +184,13 @@ def _looks_like_credential(value: str, *, quoted: bool) -> bool:
     packed line can hold hundreds of candidates."""
     if not GENERIC_MIN_LENGTH <= len(value) <= MAX_VALUE:
         return False
-    # Words and identifiers, maybe with short numbers: `read_write_token_v2`, `/etc/pw`, `ed25519`,
-    # and YAML tags, anchors and aliases of them (`!vault`, `*default_password`).
-    if all(_is_word(s) for s in value.lstrip("!&*@").translate(_SEPARATORS).split()):
+    if _is_words(value):
         return False
-    # Unquoted values in code are usually expressions (`os.environ["X"]`) or paths (`~/.pw`).
-    if not quoted and (value[0] in "/~." or any(c in value for c in "()[]{}")):
+    # Unquoted values in code are usually expressions (`os.environ["X"]`) or paths (`~/.pw`). Keys
+    # and tokens never hold a space: a quoted value that does is prose or code (`"a = f(x)"`).
+    if not quoted and (value[0] in "/~." or not _CODE_CHARS.isdisjoint(value)):
+        return False
+    if " " in value or "\t" in value:
         return False
     if _is_placeholder(value) or "://" in value or value.startswith(_PUBLIC_KEY_PREFIXES):
         return False
@@ -185,7 +211,7 @@ def _looks_like_credential(value: str, *, quoted: bool) -> bool:
 def _accept_token(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
     token = text[start:end]
     low = token.lower()
-    if _entropy(token) < TOKEN_MIN_ENTROPY or any(part in low for part in _TOKEN_PLACEHOLDER_PARTS):
+    if _entropy(token) < TOKEN_MIN_ENTROPY or _literal_search(_TOKEN_PLACEHOLDER_PARTS).search(low):
         return None
     return start, end
 
@@ -232,21 +258,22 @@ def _accept_url_password(text: str, start: int, end: int, seen: _Seen) -> tuple[
         return None
     value = text[start:end]
     low = value.lower()
-    if low in _PLACEHOLDER_WORDS or low[0] in "$%" or not value.strip("*xX.#-_•"):
+    if low in _PLACEHOLDER_WORDS or _is_reference(low) or not value.strip("*xX.#-_•"):
         return None
-    return None if any(part in low for part in _PLACEHOLDER_PARTS) else (start, end)
+    return None if _literal_search(_PLACEHOLDER_PARTS).search(low) else (start, end)
 
 
 def _accept_auth_header(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
     # The pattern stops 8 characters into the credential; the rest is read here, not by the regex.
-    stop = start + len(text[start : start + 2048]) - len(text[start : start + 2048].lstrip(_AUTH_CHARS))
-    if stop - start >= 2048:
-        return None
+    window = text[start : start + 2048]
+    stop = start + len(window) - len(window.lstrip(_AUTH_CHARS))
     value = text[start:stop]
-    return None if _is_placeholder(value) else (start, stop)
+    if stop - start >= 2048 or _is_placeholder(value) or _is_words(value):
+        return None
+    return start, stop
 
 
-def _value_at(text: str, pos: int, stops: str) -> tuple[int, int, bool] | None:
+def _value_at(text: str, pos: int, stops: tuple[str, ...]) -> tuple[int, int, bool] | None:
     """The value that starts at `pos`: (start, end, quoted), or None if it is unterminated or
     longer than MAX_VALUE. Values are read here rather than by the patterns so that a match stays
     a few dozen characters long, whatever follows it."""
@@ -257,16 +284,25 @@ def _value_at(text: str, pos: int, stops: str) -> tuple[int, int, bool] | None:
         if close == -1 or text.find("\n", pos, close) != -1:
             return None
         return pos + len(opener), close, True
-    # Most values are short: look for their end nearby before searching the whole allowance.
-    for window in (min(limit, pos + 64), limit):
-        found = [i for i in (text.find(c, pos, window) for c in stops) if i != -1]
-        if found or window == limit:
-            end = min(found, default=limit)
-            return None if end - pos >= MAX_VALUE else (pos, end, False)
-    return None  # unreachable: the last window is the limit
+    stop = _literal_search(stops).search(text, pos, limit)
+    end = stop.start() if stop else limit
+    return None if end - pos >= MAX_VALUE else (pos, end, False)
 
 
-def _judge_value(text: str, pos: int, stops: str, seen: _Seen) -> tuple[int, int] | None:
+_LITERAL_SEARCHES: dict[tuple[str, ...], re.Pattern[str]] = {}
+
+
+def _literal_search(literals: tuple[str, ...]) -> re.Pattern[str]:
+    """A compiled alternation of fixed strings: one C call instead of one `in`/`find` per string,
+    which matters when a packed line brings hundreds of candidates. Literals cannot backtrack."""
+    if literals not in _LITERAL_SEARCHES:
+        import re
+
+        _LITERAL_SEARCHES[literals] = re.compile("|".join(map(re.escape, literals)))
+    return _LITERAL_SEARCHES[literals]
+
+
+def _judge_value(text: str, pos: int, stops: tuple[str, ...], seen: _Seen) -> tuple[int, int] | None:
     read = _value_at(text, pos, stops)
     if read is None:
         return None
@@ -277,8 +313,8 @@ def _judge_value(text: str, pos: int, stops: str, seen: _Seen) -> tuple[int, int
         return None
     seen.add((stops, end))
     if not quoted:
-        # Sentence punctuation and a closing bracket of the surrounding text are not the value.
-        while end > start and text[end - 1] in ".,;:":
+        # Sentence punctuation, closing quotes and brackets of the surrounding text are not the value.
+        while end > start and text[end - 1] in ".,;:\"'`":
             end -= 1
         while end > start and text[end - 1] in ")]}" and not any(c in text[start:end] for c in "([{"):
             end -= 1
@@ -288,11 +324,11 @@ def _judge_value(text: str, pos: int, stops: str, seen: _Seen) -> tuple[int, int
 
 
 def _accept_assignment(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
-    return _judge_value(text, start, " \t\r\n\"'`,;<", seen)
+    return _judge_value(text, start, _ASSIGNMENT_STOPS, seen)
 
 
 def _accept_prose(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
-    return _judge_value(text, start, " \t\r\n", seen)
+    return _judge_value(text, start, _PROSE_STOPS, seen)
 
 
 def _accept_private_key(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
@@ -403,7 +439,9 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("azure-storage-key",
           r"(?:AccountKey|SharedAccessKey)[ \t]{0,3}=[ \t]{0,3}([A-Za-z0-9+/]{40,100}={0,2})",
           ("accountkey", "sharedaccesskey"), _accept_azure_key, edge=_B64 + "=", anchored=False, icase=True),
-    _Rule("jwt", r"eyJ[A-Za-z0-9_-]{8,1000}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,1000}", ("eyj",),
+    # Open-ended parts: a JWT has no length limit, and a counted {8,1000} would make RE2's program
+    # (and its compile time) ten times larger than all other rules together.
+    _Rule("jwt", r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}", ("eyj",),
           edge=_URLSAFE + ".="),
     _Rule("url-credentials", r"://[^ \t\r\n:@/?#\"'<>\[\]]{0,128}:([^ \t\r\n/?#\"'<>]{1,256}?)@", ("://",),
           _accept_url_password, edge="", anchored=False),
@@ -431,14 +469,20 @@ RULE_NAMES: tuple[str, ...] = tuple(rule.name for rule in _RULES)
 
 
 class _Scanner:
-    """The rule set compiled for one engine: "re2" (linear by construction) or "re" (the fallback)."""
+    """The rule set compiled for one engine: "re2" (linear by construction) or "re" (the fallback).
+    A rule is compiled the first time its needles occur in a text: most notes never need most rules,
+    and `soul remember` runs one scan per process."""
 
     def __init__(self, engine: str) -> None:
         self.engine = engine
-        self._rules: list[tuple[_Rule, _Pattern, int]] = []
-        for rule in _RULES:
-            pattern = self._compile(rule)
-            self._rules.append((rule, pattern, min(pattern.groups, 1)))
+        self._compiled: dict[int, tuple[_Pattern, int]] = {}
+
+    def _pattern(self, order: int) -> tuple[_Pattern, int]:
+        """The compiled rule and the group that holds the credential (0: the whole match)."""
+        if order not in self._compiled:
+            pattern = self._compile(_RULES[order])
+            self._compiled[order] = (pattern, min(pattern.groups, 1))
+        return self._compiled[order]
 
     def _compile(self, rule: _Rule) -> _Pattern:
         import re
@@ -476,9 +520,10 @@ class _Scanner:
         low = text.lower()
         candidates: list[tuple[int, int, int, int]] = []
         seen: _Seen = set()
-        for order, (rule, pattern, group) in enumerate(self._rules):
+        for order, rule in enumerate(_RULES):
             if not any(needle in low for needle in rule.needles):
                 continue
+            pattern, group = self._pattern(order)
             for match in pattern.finditer(subject):
                 start, end = match.span(group)
                 if start < 0 or not _edge_clear(text, end, rule.edge):
@@ -523,21 +568,22 @@ _SCANNERS: dict[str, _Scanner] = {}
 
 
 def _default_engine() -> str:
-    try:
-        importlib.import_module("re2")
-    except ImportError:
-        return "re"
-    return "re2"
+    # find_spec, not an import: RE2 is imported only when a rule is compiled.
+    return "re2" if importlib.util.find_spec("re2") is not None else "re"
+
+
+_DEFAULT_ENGINE: list[str] = []  # filled on first use, like the scanners
 
 
 def _scanner(engine: str | None = None) -> _Scanner:
     # Compiled on first use, not at import: `soul remember` imports this module and must start fast.
     # Two threads racing here both compile; the loser's scanner is simply dropped.
     if engine is None:
-        engine = _SCANNERS["default"].engine if "default" in _SCANNERS else _default_engine()
+        if not _DEFAULT_ENGINE:
+            _DEFAULT_ENGINE.append(_default_engine())
+        engine = _DEFAULT_ENGINE[0]
     if engine not in _SCANNERS:
         _SCANNERS[engine] = _Scanner(engine)
-    _SCANNERS.setdefault("default", _SCANNERS[engine])
     return _SCANNERS[engine]
 
 
@@ -622,7 +668,7 @@ def _apply(text: str, findings: list[Finding], *, redact: bool, what: str) -> st
         more = f" (and {len(findings) - 1} more: {', '.join(others)})"
     where = f"{first.line}:{first.column}"
     raise SecretRefused(
-        f"refusing to write {what}: {first.rule} at {where} looks like a credential{more}",
+        f"{what} contains what looks like a credential: {first.rule} at {where}{more}",
         first.rule,
         first.line,
         first.column,

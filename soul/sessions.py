@@ -1,9 +1,10 @@
 """Session handoff and tasks: save where work stands, resume it on another machine, track tasks.
 
 Everything is an event in the writer's own log (`session.save|claim|close`, `task.add|update`),
-folded in soul/view.py, so replicas agree after any sync. Claims: the last claim in fold order
-(at, by, id) holds the session; a claim made without having seen the current one (two machines
-resuming offline) is kept in `concurrent_claims` so both sides can see what happened.
+folded in soul/view.py, so replicas agree after any sync. Claims: each names the claim its writer
+saw (`after`); the claim with the longest such chain holds the session, and concurrent claims (two
+machines resuming offline) are ordered by (at, by, id), so the later one wins on every replica. Claims
+the holder never saw are listed in `concurrent_claims` so both sides can see what happened.
 Work-repo facts are read locally with git (no network); credentials in remote URLs are dropped.
 """
 
@@ -79,7 +80,8 @@ def resolve_project(project: str | None) -> str | None:
     if not project:
         return None
     path = Path(project).expanduser()
-    if project in (".", "..") or os.sep in project or project.startswith("~"):
+    # `./x`, `/abs`, `~/x` are paths and must exist; `team/gadget` is a path only if it is a directory.
+    if project.startswith((".", os.sep, "~")) or (os.sep in project and path.is_dir()):
         if not path.is_dir():
             raise UsageError(f"--project {project}: no such directory", hint="pass a project name or an existing path")
         resolved = path.resolve()
@@ -202,7 +204,7 @@ def resume_session(soul: Soul, session_id: str | None = None, project: str | Non
         session = candidates[0]
     previous = ({"by": session["claimed_by"], "at": session["claimed_at"]}) if session.get("claimed_by") else None
     if session["status"] == "open" and session.get("claimed_by") != soul.instance:
-        after = session["claims"][-1]["id"] if session["claims"] else None
+        after = session.get("claim_id")
         soul.append(
             "session.claim", {"session": session["id"], "after": after}, message=f"session: claim {session['id']}"
         )

@@ -49,6 +49,8 @@ PUSH_ATTEMPTS = 4
 STATUS_FILE = "sync.json"
 MERGE_MARKER = "sync-merge.json"
 REMOTE = "origin"
+# A push refused because the remote branch moved (another machine pushed first): fetch and retry.
+_RACE_MARKERS = ("(fetch first)", "(non-fast-forward)", "stale info", "cannot lock ref", "failed to update ref")
 
 
 @dataclass
@@ -243,7 +245,7 @@ def _push(soul: Soul, branch: str, deadline: float) -> bool:
     if result.ok:
         return True
     text = (result.stdout + "\n" + result.stderr).lower()
-    if "(fetch first)" in text or "(non-fast-forward)" in text or "stale info" in text:
+    if any(marker in text for marker in _RACE_MARKERS):
         return False
     if gitutil.looks_offline(text):
         raise OfflineError(f"remote unreachable: {gitutil.first_line(result.stderr)}")
@@ -325,8 +327,9 @@ def _added_lines(soul: Soul, paths: list[str]) -> dict[str, str]:
     """The lines each tracked file gained since HEAD (what a commit would add)."""
     if not paths or gitutil.head(soul.home) is None:
         return {}
-    args = ["-c", "core.quotePath=false", "diff", "HEAD", "--no-color", "--no-ext-diff", "--no-renames", "-U0"]
-    out = _git(soul, [*args, "--pathspec-from-file=-", "--pathspec-file-nul"], input_text="\0".join(paths)).stdout
+    args = ["-c", "core.quotePath=false", "diff", "HEAD", "--no-color", "--no-ext-diff", "--no-renames", "-U0", "--"]
+    # git diff takes no pathspec file; chunks keep the command line bounded.
+    out = "".join(_git(soul, [*args, *paths[i : i + 200]]).stdout for i in range(0, len(paths), 200))
     found: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in out.splitlines():

@@ -231,14 +231,32 @@ def _session_save(view: View, e: Event) -> None:
 
 @handles("session.claim")
 def _session_claim(view: View, e: Event) -> None:
-    # Last claim wins (fold order). A claim whose writer had not seen the current claim (`after`
-    # names the claim it saw) was made concurrently, e.g. offline: the displaced claim is recorded.
+    # `after` names the claim its writer saw as current. The holder is the claim with the longest
+    # chain of such links (it saw the most), ties between concurrent claims (two machines resuming
+    # offline) broken by (at, by, id): deterministic on every replica, and a knowing takeover wins
+    # even from a machine whose clock is behind. Claims the holder's writer never saw are listed.
     s = _session(view, str(e["session"]))
-    current = s["claims"][-1] if s["claims"] else None
-    if current is not None and current["by"] != e["by"] and e.get("after") != current["id"]:
-        s["concurrent_claims"].append({"by": current["by"], "at": current["at"], "displaced_by": e["by"]})
-    s["claims"].append({"id": e["id"], "by": e["by"], "at": e["at"]})
-    s["claimed_by"], s["claimed_at"] = e["by"], e["at"]
+    after = e.get("after")
+    s["claims"].append(
+        {"id": e["id"], "by": e["by"], "at": e["at"], "after": after if isinstance(after, str) else None}
+    )
+    by_id = {c["id"]: c for c in s["claims"]}
+
+    def chain(claim: dict[str, Any]) -> list[str]:
+        ids = [claim["id"]]
+        while claim.get("after") in by_id and len(ids) <= len(by_id):
+            claim = by_id[claim["after"]]
+            ids.append(claim["id"])
+        return ids
+
+    holder = max(s["claims"], key=lambda c: (len(chain(c)), c["at"], c["by"], c["id"]))
+    seen = set(chain(holder))
+    s["claimed_by"], s["claimed_at"], s["claim_id"] = holder["by"], holder["at"], holder["id"]
+    s["concurrent_claims"] = [
+        {"by": c["by"], "at": c["at"], "displaced_by": holder["by"]}
+        for c in s["claims"]
+        if c["by"] != holder["by"] and c["id"] not in seen
+    ]
 
 
 @handles("session.close")

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_soul, soul_json
 
 from soul.config import CONFIG_DEFAULTS
 from soul.core import Soul
 from soul.dedupe import DEFAULT_THRESHOLD, choose_threshold, distinct_facts, precision_recall
+
+from conftest import ROOT, run_soul, soul_json
 
 PAIRS = json.loads((ROOT / "tests" / "data" / "dup_pairs.json").read_text(encoding="utf-8"))["pairs"]
 
@@ -47,7 +48,9 @@ def test_distinct_facts_guard() -> None:
     assert distinct_facts("Staging runs Postgres 16", "Staging runs Postgres 15")
     assert distinct_facts("Likes emoji in commits", "Dislikes emoji in commits")
     assert distinct_facts("Prefers PostgreSQL over MySQL", "Prefers MySQL over PostgreSQL")
-    assert not distinct_facts("Prefers tabs over spaces for indentation", "Likes to indent code with tabs rather than spaces")
+    assert not distinct_facts(
+        "Prefers tabs over spaces for indentation", "Likes to indent code with tabs rather than spaces"
+    )
     assert not distinct_facts("We deploy every Friday", "Deploys happen on Fridays")
     assert not distinct_facts("Uses uv to manage Python environments", "Python environments are managed with uv")
 
@@ -55,7 +58,9 @@ def test_distinct_facts_guard() -> None:
 def semantic_soul(home: Path, model_dir: Path) -> None:
     run_soul("init", "--instance", "alpha", home=home)
     toml = home / "soul.toml"
-    text = toml.read_text().replace('model = "BAAI/bge-small-en-v1.5"', 'model = "sentence-transformers/all-MiniLM-L6-v2"')
+    text = toml.read_text().replace(
+        'model = "BAAI/bge-small-en-v1.5"', 'model = "sentence-transformers/all-MiniLM-L6-v2"'
+    )
     toml.write_text(text.replace('# model_path = "/path/to/onnx-folder"', f'model_path = "{model_dir}"'))
     assert str(model_dir) in toml.read_text()
 
@@ -73,14 +78,14 @@ def test_dedupe_merges_paraphrases_not_close_facts_and_unmerge_restores(tmp_path
     preview = soul_json("dedupe", "--dry-run", home=home)
     assert preview["semantic"] is True and preview["merged"] == 0
     assert [(c["target"]["id"], [s["id"] for s in c["sources"]]) for c in preview["clusters"]] == [(first, [second])]
-    assert len(soul_json("list", "-n", "0", home=home)) == 5
-    applied = soul_json("dedupe", home=home)
-    assert applied["merged"] == 1
-    listed = {m["id"]: m for m in soul_json("list", "-n", "0", home=home)}
+    assert len(soul.list_memories()) == 5
+    # Applied in-process: the same core call the CLI makes, without loading the model again.
+    assert soul.dedupe(apply=True)["merged"] == 1
+    listed = {m["id"]: m for m in soul.list_memories()}
     assert second not in listed and listed[first]["also"] == [second] and {tabs, spaces} <= set(listed)
-    assert soul_json("dedupe", "--dry-run", home=home)["clusters"] == []
-    run_soul("unmerge", second, home=home)
-    assert second in {m["id"] for m in soul_json("list", "-n", "0", home=home)}
+    assert soul.dedupe()["clusters"] == []
+    assert soul.unmerge(second) == [second]
+    assert second in {m["id"] for m in soul.list_memories()}
 
 
 def test_lexical_fallback_merges_only_exact_texts(core: Soul) -> None:

@@ -7,12 +7,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import run_soul, soul_json
-
 from soul import dupes, store
 from soul.core import Soul
 from soul.ids import iso_from_ms, new_ulid
 from soul.view import fact_key, fold
+
+from conftest import run_soul, soul_json
 
 
 def git(*args: str, cwd: Path) -> str:

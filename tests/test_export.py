@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_soul, soul_json
 
 from soul.core import Soul
+
+from conftest import run_soul, soul_json
 
 SAME = ("id", "text", "kind", "tags", "project", "source")
 

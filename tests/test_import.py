@@ -7,11 +7,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import ROOT, run_soul, soul_json
-
 from soul import store
 from soul.importers import derived_id, parse_note
 from soul.view import KINDS
+
+from conftest import ROOT, run_soul, soul_json
 
 FIXTURE = ROOT / "tests" / "fixtures" / "mcp-memory.jsonl"
 # Built at run time so no credential-shaped literal sits in the repository.

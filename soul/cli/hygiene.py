@@ -23,7 +23,6 @@ def import_(
         report = soul.import_memories(fmt, path, dry_run=dry_run, progress=progress)
     data = report.to_dict()
     if as_json:
-        data.pop("ids", None)
         emit_json(data)
     verb = "would import" if dry_run else "imported"
     err(f"{verb} {report.imported} of {report.read} item(s); {report.duplicates} already present")
@@ -31,6 +30,8 @@ def import_(
         err(f"  refused {problem.where}:{problem.line}: {problem.rule} ({problem.error})")
     for problem in report.malformed:
         err(f"  skipped {problem.where}:{problem.line}: {problem.error}")
+    if report.problems_not_listed:
+        err(f"  ... and {report.problems_not_listed} more problem(s) not listed")
 
 
 @app.command()
@@ -77,7 +78,9 @@ def dedupe(
 
 
 @app.command()
-def unmerge(memory_id: str = typer.Argument(..., help="A merged memory, or the memory others were merged into.")) -> None:
+def unmerge(
+    memory_id: str = typer.Argument(..., help="A merged memory, or the memory others were merged into."),
+) -> None:
     """Undo a `soul dedupe` merge."""
     for source in open_soul().unmerge(memory_id):
         err(f"unmerged {source}")

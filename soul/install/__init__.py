@@ -10,6 +10,7 @@ the links manifest); everything else written lives under the user's home.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sys
@@ -92,8 +93,11 @@ class Disk(Writer):
     def symlink(self, source: Path, target: Path) -> bool:
         try:
             os.symlink(source, target, target_is_directory=source.is_dir())
-        except OSError:
-            # Some filesystems and sandboxes refuse symlinks; a copy still installs the file.
+        except OSError as exc:
+            # Some filesystems (FAT, some network mounts) and sandboxes refuse symlinks; a copy
+            # still installs the file. Any other error (the target appeared meanwhile) is real.
+            if exc.errno not in (errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
             self.copy(source, target)
             return False
         return super().symlink(source, target)

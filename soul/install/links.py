@@ -132,16 +132,20 @@ def _step(soul: Soul, key: str, value: object, installed: dict[str, dict[str, An
     ours = installed.get(str(target))
     if _is_our_link(target, source):
         return Step(key, source, target, "ok", note="already linked")
+    if ours and ours.get("mode") == "symlink" and _is_our_link(target, Path(ours["source"])):
+        # [links] now maps this target to another dotfile: our old link goes, no backup of it.
+        return Step(key, source, target, "refresh", note="was linked to another dotfile; relinked")
     if ours and ours.get("mode") == "copy" and _exists(target) and digest(target) == ours.get("sha256"):
         if ours.get("sha256") == digest(source):
             return Step(key, source, target, "ok", note="already copied")
         return Step(key, source, target, "refresh", note="our copy is outdated; replaced")
     if _exists(target):
-        return Step(key, source, target, "replace", backup=backup_path(target), note=f"then {mode}")
+        backup = backup_path(target)
+        return Step(key, source, target, "replace", backup=backup, note=f"what was there is kept as {backup.name}")
     return Step(key, source, target, mode, mkdirs=missing_parents(target))
 
 
-def plan(soul: Soul, only: list[str] | None = None) -> Plan:
+def plan(soul: Soul) -> Plan:
     """What `install links` would do, with every conflict found up front."""
     mapping = soul.config.get("links") or {}
     if not isinstance(mapping, dict):
@@ -150,8 +154,6 @@ def plan(soul: Soul, only: list[str] | None = None) -> Plan:
     result = Plan()
     seen: dict[Path, str] = {}
     for key, value in mapping.items():
-        if only is not None and key not in only:
-            continue
         try:
             step = _step(soul, str(key), value, installed)
         except UsageError as exc:
@@ -169,9 +171,9 @@ def plan(soul: Soul, only: list[str] | None = None) -> Plan:
 def apply(soul: Soul, todo: Plan, w: Writer) -> list[dict[str, Any]]:
     """Execute `todo`; with any conflict nothing at all is changed."""
     if todo.conflicts:
-        lines = "; ".join(f"{c['source']} -> {c['target']}: {c['problem']}" for c in todo.conflicts)
+        lines = "".join(f"\n  {c['source']} -> {c['target']}: {c['problem']}" for c in todo.conflicts)
         raise UsageError(
-            f"{len(todo.conflicts)} link conflict(s), nothing was changed: {lines}",
+            f"{len(todo.conflicts)} link conflict(s), nothing was changed:{lines}",
             hint="fix soul.toml [links] or the files named above, then run `soul install links` again",
         )
     manifest = read_manifest(soul)
@@ -179,7 +181,8 @@ def apply(soul: Soul, todo: Plan, w: Writer) -> list[dict[str, Any]]:
     try:
         for step in todo.steps:
             if step.action != "ok":
-                manifest[str(step.target)] = _install_one(step, manifest.get(str(step.target)), w)
+                entry = manifest.setdefault(str(step.target), {"backup": None, "created_dirs": []})
+                _install_one(step, entry, w)
             report.append(step.to_dict())
     finally:
         if any(s.action != "ok" for s in todo.steps):
@@ -187,8 +190,9 @@ def apply(soul: Soul, todo: Plan, w: Writer) -> list[dict[str, Any]]:
     return report
 
 
-def _install_one(step: Step, previous: dict[str, Any] | None, w: Writer) -> dict[str, Any]:
-    entry: dict[str, Any] = dict(previous or {"backup": None, "created_dirs": []})
+def _install_one(step: Step, entry: dict[str, Any], w: Writer) -> None:
+    """Apply one step, recording each change in its manifest `entry` as it happens, so that an
+    error half-way still leaves uninstall enough to undo what was done."""
     entry["source"] = str(step.source)
     for directory in step.mkdirs:
         w.mkdir(directory)
@@ -196,7 +200,9 @@ def _install_one(step: Step, previous: dict[str, Any] | None, w: Writer) -> dict
     if step.action == "replace":
         assert step.backup is not None
         w.rename(step.target, step.backup)
-        entry["backup"] = str(step.backup)
+        if not (entry.get("backup") and _exists(Path(entry["backup"]))):
+            # Keep the first backup: it holds what was there before soul ever touched the target.
+            entry["backup"] = str(step.backup)
     elif step.action == "refresh":
         w.remove(step.target)
     linked = False
@@ -211,7 +217,6 @@ def _install_one(step: Step, previous: dict[str, Any] | None, w: Writer) -> dict
     else:
         entry["mode"] = "symlink"
         entry.pop("sha256", None)
-    return entry
 
 
 def plan_uninstall(soul: Soul) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:

@@ -16,23 +16,20 @@ to push while a purge is half done or while HEAD still holds a purged line.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import secrets as pysecrets
-import tomllib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from soul import gitutil
 from soul.errors import OfflineError, SyncAttention, UsageError
 from soul.ids import new_ulid, now_iso
-from soul.purge import journal, rewrite, scrub, select
-from soul.view import normalize_text
+from soul.purge import journal, records, rewrite, scrub, select
 
 if TYPE_CHECKING:
     from soul.core import Soul
 
-RECORDS = "purges"
-REMOTE = "origin"
+REMOTE = records.REMOTE
+FOLLOWED = "purge-followed.json"
 ORIGIN_STEPS = ("rewrite", "worktree", "record", "scrub", "gc", "push", "remote-gc")
 FOLLOWER_STEPS = ("rewrite", "worktree", "scrub", "gc")
 
@@ -56,14 +53,14 @@ def plan(soul: Soul, ids: list[str], match: str | None) -> dict[str, Any]:
     for ln in gone:
         for name in ln.files:
             files[name] = files.get(name, 0) + 1
-    url = _remote_url(repo)
+    url = records.remote_url(repo)
     local = scrub.local_remote_path(repo, url) if url else None
     return {
         "ids": sorted(removed),
         "lines": [select.describe(ln) for ln in gone],
         "files": files,
         "commits": {"total": stats.commits, "changed": stats.changed, "rewritten": stats.rehashed},
-        "remote": _redact(url) if url else None,
+        "remote": records.redact(url) if url else None,
         "remote_cleanup": None if not url else ("pruned by soul (local path)" if local else "the server must gc"),
         "applied": False,
     }
@@ -88,6 +85,8 @@ def run(soul: Soul, ids: list[str], match: str | None, yes: bool) -> dict[str, A
     result = plan(soul, ids, match)
     if finished:
         result["finished"] = finished
+    elif state is not None:
+        result["pending"] = _pending_summary(state)
     if not yes or not result["lines"]:
         return result
     with fsutil.file_lock(soul.state_dir / "sync.lock", timeout=120):
@@ -117,9 +116,9 @@ def _start(soul: Soul, planned: dict[str, Any], match: str | None) -> dict[str, 
         # The --match text is scrubbed from .soul/ too, but never steers the history rewrite: the
         # rewrite must be reproducible by replicas that only see the record.
         "scrub": [match] if match else [],
-        "record": _record_text(pid, soul.instance, planned["ids"], gone, planned["commits"]["rewritten"]),
+        "record": records.record_text(pid, soul.instance, planned["ids"], gone, planned["commits"]["rewritten"]),
         "lease": lease,
-        "branch": _branch(repo),
+        "branch": records.branch(repo),
         "done": [],
         "at": now_iso(),
     }
@@ -132,15 +131,15 @@ def _fetch_lease(soul: Soul) -> str | None:
     """Refresh the remote-tracking ref and insist this replica is not behind: a purge pushed over
     commits it has not merged would drop them from the remote."""
     repo = soul.home
-    if not _remote_url(repo):
+    if not records.remote_url(repo):
         return None
-    branch = _branch(repo)
+    branch = records.branch(repo)
     tracking = f"refs/remotes/{REMOTE}/{branch}"
     # Offline: purge locally now; the push step checks the remote again before it pushes.
     with contextlib.suppress(OfflineError):
         gitutil.run(["fetch", "-q", "--no-tags", REMOTE, f"+refs/heads/{branch}:{tracking}"], repo, network=True)
-    tip = _rev(repo, tracking)
-    if tip and not _is_ancestor(repo, tip, "HEAD"):
+    tip = records.rev(repo, tracking)
+    if tip and not records.is_ancestor(repo, tip, "HEAD"):
         raise SyncAttention(
             "the remote has changes this replica has not merged", hint="run `soul sync`, then `soul purge` again"
         )
@@ -151,18 +150,22 @@ def _steps(soul: Soul, state: dict[str, Any]) -> None:
     from soul import fsutil
 
     steps = ORIGIN_STEPS if state["role"] == "origin" else FOLLOWER_STEPS
-    for step in steps:
-        if step in state["done"]:
-            continue
-        if step in ("rewrite", "worktree", "record"):
-            with fsutil.file_lock(soul.state_dir / "git.lock", timeout=120):
-                _STEP[step](soul, state)
-        else:
+    # git.lock for the whole run: a commit slipped in between the rewrite and the filtering of the
+    # logs on disk would put the removed lines back into a new commit.
+    with fsutil.file_lock(soul.state_dir / "git.lock", timeout=120):
+        for step in steps:
+            if step in state["done"]:
+                continue
             _STEP[step](soul, state)
-        journal.crash_point(step)
-        state["done"].append(step)
-        journal.save(soul.state_dir, state)
+            journal.crash_point(step)
+            state["done"].append(step)
+            if step == "scrub":
+                # The texts were needed to find their traces; from here on the journal keeps none.
+                state["needles"], state["scrub"] = [], []
+            journal.save(soul.state_dir, state)
     journal.clear(soul.state_dir)
+    with contextlib.suppress(OSError):
+        (soul.state_dir / "purge-scratch").rmdir()
 
 
 def _filters(state: dict[str, Any]) -> tuple[rewrite.LineFilter, rewrite.MessageRule]:
@@ -189,7 +192,7 @@ def _step_record(soul: Soul, state: dict[str, Any]) -> None:
     from soul import fsutil
     from soul import secrets as guard
 
-    rel = f"{RECORDS}/{state['purge']}.toml"
+    rel = f"{records.RECORDS}/{state['purge']}.toml"
     text = guard.check(state["record"], what="purge record")
     if gitutil.run(["cat-file", "-e", f"HEAD:{rel}"], soul.home, check=False).ok:
         return
@@ -200,7 +203,7 @@ def _step_record(soul: Soul, state: dict[str, Any]) -> None:
 
 
 def _step_scrub(soul: Soul, state: dict[str, Any]) -> None:
-    ids = _embedder_ids(soul)
+    ids = records.embedder_ids(soul)
     scrub.scrub_state(soul.state_dir, [*state["needles"], *state.get("scrub", [])], ids)
 
 
@@ -210,7 +213,7 @@ def _step_gc(soul: Soul, state: dict[str, Any]) -> None:
 
 def _step_push(soul: Soul, state: dict[str, Any]) -> None:
     repo = soul.home
-    if not _remote_url(repo):
+    if not records.remote_url(repo):
         return
     branch = state["branch"]
     tracking = f"refs/remotes/{REMOTE}/{branch}"
@@ -218,7 +221,7 @@ def _step_push(soul: Soul, state: dict[str, Any]) -> None:
         # ls-remote, not fetch: fetching the old tip would bring the old objects back.
         tip = _remote_tip(repo, branch)
         if tip is not None and tip != state["lease"]:
-            if _rev(repo, tip) and _is_ancestor(repo, tip, "HEAD"):
+            if records.rev(repo, tip) and records.is_ancestor(repo, tip, "HEAD"):
                 state["lease"] = tip  # our own push of an earlier, interrupted run
             else:
                 _absorb(soul, state, tracking)
@@ -251,24 +254,24 @@ def _offline(detail: str) -> OfflineError:
 
 def _absorb(soul: Soul, state: dict[str, Any], tracking: str) -> None:
     """Someone pushed old-history commits after the lease was taken: purge them too, merge them."""
-    from soul import fsutil
-
     branch = state["branch"]
     gitutil.run(["fetch", "-q", "--no-tags", REMOTE, f"+refs/heads/{branch}:{tracking}"], soul.home, network=True)
-    state["lease"] = _rev(soul.home, tracking)
+    state["lease"] = records.rev(soul.home, tracking)
     journal.save(soul.state_dir, state)
-    filt, rule = _filters(state)
-    with fsutil.file_lock(soul.state_dir / "git.lock", timeout=120):
-        rewrite.rewrite_history(soul.home, filt, rule, [tracking], apply=True)
-        merged = gitutil.run(["merge", "--no-edit", "-q", tracking], soul.home, check=False)
-        if not merged.ok:
-            gitutil.run(["merge", "--abort"], soul.home, check=False)
-            raise SyncAttention("the remote changed during the purge and does not merge cleanly", hint="soul sync")
+    filt = rewrite.LineFilter(state["ids"])
+    # The journal dropped the texts after the scrub; the fetched old history names them again.
+    found = [ln for lines in rewrite.tip_logs(soul.home, [tracking]).values() for ln in lines if filt.drops(ln)]
+    rule = rewrite.MessageRule(filt, [*state["needles"], *rewrite.needles(found)])
+    rewrite.rewrite_history(soul.home, filt, rule, [tracking], apply=True)
+    merged = gitutil.run(["merge", "--no-edit", "-q", tracking], soul.home, check=False)
+    if not merged.ok:
+        gitutil.run(["merge", "--abort"], soul.home, check=False)
+        raise SyncAttention("the remote changed during the purge and does not merge cleanly", hint="soul sync")
     scrub.prune_objects(soul.home, keep_fetch_head=False)
 
 
 def _step_remote_gc(soul: Soul, state: dict[str, Any]) -> None:
-    url = _remote_url(soul.home)
+    url = records.remote_url(soul.home)
     path = scrub.local_remote_path(soul.home, url) if url else None
     if path is not None:
         scrub.prune_remote(path)
@@ -307,12 +310,12 @@ def on_fetch(soul: Soul, remote_ref: str) -> None:
         if state.get("role") != "follower":
             raise SyncAttention("a purge is half done on this replica", hint="run `soul purge --yes` to finish it")
         _resume(soul, state)
-    pending = sorted(_records(soul.home, remote_ref) - _records(soul.home, "HEAD"))
+    pending = sorted(records.records(soul.home, remote_ref) - records.records(soul.home, "HEAD") - _followed(soul))
     if not pending:
         return
     removed: set[str] = set()
     for name in pending:
-        removed |= set(_read_record(soul.home, remote_ref, name).get("ids", []))
+        removed |= set(records.read_record(soul.home, remote_ref, name).get("ids", []))
     filt = rewrite.LineFilter(removed)
     refs = rewrite.plain_refs(soul.home, include_remotes=False)
     lines = select.collect(soul.home, rewrite.tip_logs(soul.home, refs))
@@ -329,6 +332,17 @@ def on_fetch(soul: Soul, remote_ref: str) -> None:
     with fsutil.file_lock(soul.state_dir / "purge.lock", timeout=120):
         journal.save(soul.state_dir, state)
         _steps(soul, state)
+        # Until the merge brings the record into HEAD, a later fetch must not redo the rewrite and gc.
+        fsutil.atomic_write(soul.state_dir / FOLLOWED, json.dumps(sorted(_followed(soul) | set(pending))))
+
+
+def _followed(soul: Soul) -> set[str]:
+    """Records this replica has already followed (a cache: losing it only repeats idempotent work)."""
+    try:
+        data = json.loads((soul.state_dir / FOLLOWED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    return {str(x) for x in data} if isinstance(data, list) else set()
 
 
 def assert_can_push(soul: Soul) -> None:
@@ -337,12 +351,12 @@ def assert_can_push(soul: Soul) -> None:
     state = journal.load(soul.state_dir)
     if state is not None:
         raise SyncAttention("a purge is half done on this replica", hint="run `soul purge --yes` to finish it")
-    names = _records(soul.home, "HEAD")
+    names = records.records(soul.home, "HEAD")
     if not names:
         return
     removed: set[str] = set()
     for name in names:
-        removed |= set(_read_record(soul.home, "HEAD", name).get("ids", []))
+        removed |= set(records.read_record(soul.home, "HEAD", name).get("ids", []))
     filt = rewrite.LineFilter(removed)
     for lines in rewrite.tip_logs(soul.home, ["HEAD"]).values():
         if any(filt.drops(line) for line in lines):
@@ -358,13 +372,17 @@ def assert_can_push(soul: Soul) -> None:
 def status(soul: Soul) -> dict[str, Any]:
     """For `soul status`: a half-done purge here, and purges on the remote not yet followed."""
     state = journal.load(soul.state_dir)
-    tracking = f"refs/remotes/{REMOTE}/{_branch(soul.home, default='main')}"
-    waiting = sorted(_records(soul.home, tracking) - _records(soul.home, "HEAD")) if _rev(soul.home, tracking) else []
+    tracking = f"refs/remotes/{REMOTE}/{records.branch(soul.home, default='main')}"
+    waiting = (
+        sorted(records.records(soul.home, tracking) - records.records(soul.home, "HEAD") - _followed(soul))
+        if records.rev(soul.home, tracking)
+        else []
+    )
     return {
         "pending": state is not None,
         "state": _pending_summary(state) if state else None,
         "remote_purges_to_follow": waiting,
-        "applied": len(_records(soul.home, "HEAD")),
+        "applied": len(records.records(soul.home, "HEAD")),
     }
 
 
@@ -390,96 +408,3 @@ def _pending_summary(state: dict[str, Any]) -> dict[str, Any]:
         "ids": len(state.get("ids", [])),
         "since": state.get("at"),
     }
-
-
-# ---------------------------------------------------------------------- records and git helpers
-
-
-def _record_text(pid: str, instance: str, ids: list[str], gone: list[select.Line], commits: int) -> str:
-    """The purge record: what was removed, provably, without the text."""
-    salt = pysecrets.token_hex(16)
-    out = [
-        "# A purge made by `soul purge`: ids and salted hashes of the removed lines, never their text.",
-        "format = 1",
-        f'id = "{pid}"',
-        f'by = "{instance}"',
-        f'at = "{now_iso()}"',
-        f'salt = "{salt}"',
-        f"commits_rewritten = {commits}",
-        "ids = [" + ", ".join(_toml_str(i) for i in sorted(ids)) + "]",
-    ]
-    for ln in sorted(gone, key=lambda x: x.event["id"]):
-        text = ln.event.get("text")
-        out += ["", "[[removed]]", f'id = "{ln.event["id"]}"', f'op = "{ln.event["op"]}"']
-        out.append(f'line_sha256 = "{_salted(salt, ln.raw)}"')
-        if isinstance(text, str):
-            out.append(f'text_sha256 = "{_salted(salt, normalize_text(text).encode("utf-8"))}"')
-    return "\n".join(out) + "\n"
-
-
-def _toml_str(value: str) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=True)  # a JSON string with ASCII escapes is a TOML basic string
-
-
-def _salted(salt: str, data: bytes) -> str:
-    return hashlib.sha256(bytes.fromhex(salt) + data).hexdigest()
-
-
-def _records(repo: Path, ref: str) -> set[str]:
-    out = gitutil.run(["ls-tree", "--name-only", "--end-of-options", ref, "--", f"{RECORDS}/"], repo, check=False)
-    return {Path(n).name for n in out.stdout.splitlines() if n.endswith(".toml")} if out.ok else set()
-
-
-def _read_record(repo: Path, ref: str, name: str) -> dict[str, Any]:
-    shown = gitutil.run(["show", f"{ref}:{RECORDS}/{name}"], repo, check=False)
-    try:
-        return tomllib.loads(shown.stdout) if shown.ok else {}
-    except tomllib.TOMLDecodeError:
-        return {}
-
-
-def _embedder_ids(soul: Soul) -> list[str]:
-    import json
-
-    from soul.embed import LEXICAL_ID
-
-    ids = {LEXICAL_ID, f"fastembed:{soul.config['index'].get('model')}"}
-    try:
-        state = json.loads((soul.state_dir / "index" / "state.json").read_text(encoding="utf-8"))
-        if isinstance(state, dict) and isinstance(state.get("embedder"), str):
-            ids.add(state["embedder"])
-    except (OSError, ValueError):
-        pass
-    return sorted(ids)
-
-
-def _remote_url(repo: Path) -> str | None:
-    result = gitutil.run(["remote", "get-url", REMOTE], repo, check=False)
-    return result.stdout.strip() or None if result.ok else None
-
-
-def _redact(url: str) -> str:
-    import re
-
-    return re.sub(r"//([^/@:]+):[^/@]*@", r"//\1:***@", url)
-
-
-def _branch(repo: Path, default: str | None = None) -> str:
-    result = gitutil.run(["symbolic-ref", "--short", "-q", "HEAD"], repo, check=False)
-    name = result.stdout.strip()
-    if result.ok and name:
-        return name
-    if default is not None:
-        return default
-    raise SyncAttention("the soul is not on a branch (detached HEAD)", hint="run `git switch main` in the soul")
-
-
-def _rev(repo: Path, ref: str) -> str | None:
-    result = gitutil.run(["rev-parse", "-q", "--verify", f"{ref}^{{commit}}"], repo, check=False)
-    return result.stdout.strip() or None if result.ok else None
-
-
-def _is_ancestor(repo: Path, a: str, b: str) -> bool:
-    return gitutil.run(["merge-base", "--is-ancestor", a, b], repo, check=False).ok

@@ -10,9 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_soul, soul_json
 
 from soul.core import Soul
+
+from conftest import run_soul, soul_json
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -103,7 +104,10 @@ def test_concurrent_offline_claims_resolve_the_same_on_both(
     sync(a.home)
     sync(b.home)
     final = b.list_sessions()[0]
-    assert final["claimed_by"] == "alpha" and len(final["concurrent_claims"]) == 1
+    assert final == a.list_sessions()[0]
+    # alpha saw beta's claim when taking it back: a knowing takeover wins even though beta's clock
+    # was ahead, and nothing unseen remains
+    assert final["claimed_by"] == "alpha" and final["concurrent_claims"] == []
 
 
 def test_instances_tasks_people_prefs_travel(pair: tuple[Soul, Soul]) -> None:
@@ -128,4 +132,5 @@ def test_instances_tasks_people_prefs_travel(pair: tuple[Soul, Soul]) -> None:
     [done] = a.list_tasks(project="gadget")
     assert done["status"] == "done" and done["updated_by"] == "beta"
     assert [n["text"] for n in a.who_is("Dana")["notes"]] == ["Moved to the payments team", "Owns the billing service"]
-    assert _git(a.home, "status", "--porcelain") == "" and _git(b.home, "status", "--porcelain") == ""
+    for home in (a.home, b.home):
+        assert _git(home, "status", "--porcelain", "--", "memories/*/*.jsonl", "instances", "settings") == ""

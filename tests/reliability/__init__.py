@@ -1,0 +1,1 @@
+"""The reliability and security suite (issue 8): crashes, concurrency, disk faults, fuzzing, hostile peers."""
