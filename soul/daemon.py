@@ -147,11 +147,26 @@ class Daemon:
             self._sync_requested = False
         if due:
             self._commit()
+            # Push what was just written instead of waiting out the interval; while offline the
+            # backoff decides, so a storm of writes does not become a storm of connection attempts.
+            sync_now = sync_now or (self._failures == 0 and self._unpushed())
         if sync_now and not self._stop.is_set():
             self._sync()
         if now >= self._next_heartbeat and not self._stop.is_set():
             self._next_heartbeat = now + HEARTBEAT_EVERY
             self._heartbeat()
+
+    def _unpushed(self) -> bool:
+        from soul import sync as sync_mod
+
+        home = self.soul.home
+        try:
+            if sync_mod.remote_url(home) is None:
+                return False
+            tracking = f"refs/remotes/{sync_mod.REMOTE}/{sync_mod.current_branch(home)}"
+            return sync_mod.ahead_behind(home, tracking)[0] > 0
+        except SoulError:
+            return False
 
     def _commit(self) -> None:
         from soul import sync as sync_mod

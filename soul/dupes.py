@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 SCHEMA = 1
 DB_NAME = "state.sqlite"
+_CATCH_UP_MAX = 20_000  # more new events than this: rebuild instead
 _TAIL = 64  # bytes before a stored offset whose hash proves the file was only appended to
 
 _TABLES = """
@@ -167,10 +168,13 @@ def _catch_up(home: Path, db: sqlite3.Connection) -> None:
     last = _meta(db, "last")
     if new_events and last is not None and "\x1f".join(store.fold_key(new_events[0])) <= last:
         raise _OutOfOrder
+    if len(new_events) > _CATCH_UP_MAX:
+        raise _OutOfOrder  # not out of order, but a bulk rebuild in memory is faster than row by row
     db.execute("BEGIN IMMEDIATE")
     try:
+        rows = _Rows(db)
         for event in new_events:
-            _apply(db, event)
+            _apply(rows, event)
         for rel, new_offset, tail, _ in pending:
             db.execute("INSERT OR REPLACE INTO dupe_files VALUES (?, ?, ?)", (rel, new_offset, tail))
         if new_events:
@@ -182,24 +186,29 @@ def _catch_up(home: Path, db: sqlite3.Connection) -> None:
 
 
 def _rebuild(home: Path, db: sqlite3.Connection) -> int:
+    """Fold every log in memory (dicts, not one SQL round trip per event), then bulk-insert."""
+    offsets: list[tuple[str, int, str]] = []
+    seen: set[str] = set()
+    events: list[store.Event] = []
+    for path in store.log_files(home):
+        file_events, end = store.read_log(home, path, 0, final=False)
+        offsets.append((store._rel(home, path), end, _tail_hash(path, end)))
+        for event in file_events:
+            if event["id"] not in seen:
+                seen.add(event["id"])
+                events.append(event)
+    events.sort(key=store.fold_key)
+    state = _Dicts()
+    for event in events:
+        _apply(state, event)
     db.execute("BEGIN IMMEDIATE")
     try:
         for table in _DROP:
             db.execute(f"DROP TABLE IF EXISTS {table}")
         _create_tables(db)
-        offsets: list[tuple[str, int, str]] = []
-        seen: set[str] = set()
-        events: list[store.Event] = []
-        for path in store.log_files(home):
-            file_events, end = store.read_log(home, path, 0, final=False)
-            offsets.append((store._rel(home, path), end, _tail_hash(path, end)))
-            for event in file_events:
-                if event["id"] not in seen:
-                    seen.add(event["id"])
-                    events.append(event)
-        events.sort(key=store.fold_key)
-        for event in events:
-            _apply(db, event)
+        db.executemany("INSERT INTO dupe_mem VALUES (?, ?, ?, ?, ?, ?)", ((k, *v) for k, v in state.mems.items()))
+        db.executemany("INSERT INTO dupe_alias VALUES (?, ?)", state.aliases.items())
+        db.executemany("INSERT INTO dupe_key VALUES (?, ?)", state.keys.items())
         db.executemany("INSERT INTO dupe_files VALUES (?, ?, ?)", offsets)
         _set_meta(db, "schema", str(SCHEMA))
         if events:
@@ -229,88 +238,153 @@ def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
 
 
 # ---------------------------------------------------------------------- the fold, for keys only
-# Each function mirrors its handler in soul/view.py; keep them in step (tests compare the two).
+# Each handler mirrors its namesake in soul/view.py; keep them in step (tests compare the two).
+# They run on two stores of the same state: dicts for a rebuild, sqlite rows for a catch-up.
+
+_Mem = tuple[str, str, "str | None", int, "str | None"]  # key, kind, project, forgotten, merged_into
+_FIELDS = {"key": 0, "forgotten": 3, "merged_into": 4}
 
 
-def _apply(db: sqlite3.Connection, e: store.Event) -> None:
+class _Dicts:
+    def __init__(self) -> None:
+        self.mems: dict[str, list[Any]] = {}
+        self.aliases: dict[str, str] = {}
+        self.keys: dict[str, str] = {}
+
+    def resolve(self, memory_id: str) -> str:
+        return self.aliases.get(memory_id, memory_id)
+
+    def mem(self, memory_id: str) -> _Mem | None:
+        row = self.mems.get(memory_id)
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
+
+    def add_mem(self, memory_id: str, key: str, kind: str, project: str | None) -> None:
+        self.mems[memory_id] = [key, kind, project, 0, None]
+
+    def add_alias(self, memory_id: str, canonical: str) -> None:
+        self.aliases[memory_id] = canonical
+
+    def set(self, memory_id: str, field: str, value: Any) -> None:
+        self.mems[memory_id][_FIELDS[field]] = value
+
+    def owner(self, key: str) -> str | None:
+        return self.keys.get(key)
+
+    def set_owner(self, key: str, memory_id: str, replace: bool = True) -> None:
+        if replace or key not in self.keys:
+            self.keys[key] = memory_id
+
+    def drop_owner(self, key: str, memory_id: str) -> None:
+        if self.keys.get(key) == memory_id:
+            del self.keys[key]
+
+
+class _Rows:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def resolve(self, memory_id: str) -> str:
+        row = self.db.execute("SELECT canonical FROM dupe_alias WHERE id = ?", (memory_id,)).fetchone()
+        return memory_id if row is None else str(row[0])
+
+    def mem(self, memory_id: str) -> _Mem | None:
+        row = self.db.execute(
+            "SELECT key, kind, project, forgotten, merged_into FROM dupe_mem WHERE id = ?", (memory_id,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
+
+    def add_mem(self, memory_id: str, key: str, kind: str, project: str | None) -> None:
+        self.db.execute("INSERT INTO dupe_mem VALUES (?, ?, ?, ?, 0, NULL)", (memory_id, key, kind, project))
+
+    def add_alias(self, memory_id: str, canonical: str) -> None:
+        self.db.execute("INSERT INTO dupe_alias VALUES (?, ?)", (memory_id, canonical))
+
+    def set(self, memory_id: str, field: str, value: Any) -> None:
+        assert field in _FIELDS  # a column name, never user data
+        self.db.execute(f"UPDATE dupe_mem SET {field} = ? WHERE id = ?", (value, memory_id))
+
+    def owner(self, key: str) -> str | None:
+        row = self.db.execute("SELECT id FROM dupe_key WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_owner(self, key: str, memory_id: str, replace: bool = True) -> None:
+        verb = "REPLACE" if replace else "IGNORE"
+        self.db.execute(f"INSERT OR {verb} INTO dupe_key VALUES (?, ?)", (key, memory_id))
+
+    def drop_owner(self, key: str, memory_id: str) -> None:
+        self.db.execute("DELETE FROM dupe_key WHERE key = ? AND id = ?", (key, memory_id))
+
+
+_State = _Dicts | _Rows
+
+
+def _apply(state: _State, e: store.Event) -> None:
     handler = _HANDLERS.get(e["op"])
     if handler is None:
         return
     with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
-        handler(db, e)
+        handler(state, e)
 
 
-def _resolve(db: sqlite3.Connection, memory_id: str) -> str:
-    row = db.execute("SELECT canonical FROM dupe_alias WHERE id = ?", (memory_id,)).fetchone()
-    return memory_id if row is None else str(row[0])
-
-
-def _mem(db: sqlite3.Connection, memory_id: str) -> tuple[str, str, str | None, int, str | None] | None:
-    row = db.execute(
-        "SELECT key, kind, project, forgotten, merged_into FROM dupe_mem WHERE id = ?", (memory_id,)
-    ).fetchone()
-    return None if row is None else (row[0], row[1], row[2], row[3], row[4])
-
-
-def _is_live(db: sqlite3.Connection, memory_id: str) -> bool:
-    mem = _mem(db, memory_id)
+def _is_live(state: _State, memory_id: str) -> bool:
+    mem = state.mem(memory_id)
     return mem is not None and not mem[3] and mem[4] is None
 
 
 def _live_id_for_key(db: sqlite3.Connection, key: str) -> str | None:
-    row = db.execute("SELECT id FROM dupe_key WHERE key = ?", (key,)).fetchone()
-    if row is None or not _is_live(db, str(row[0])):
-        return None
-    return str(row[0])
+    rows = _Rows(db)
+    found = rows.owner(key)
+    return found if found is not None and _is_live(rows, found) else None
 
 
-def _add(db: sqlite3.Connection, e: store.Event) -> None:
+def _add(state: _State, e: store.Event) -> None:
     memory_id = str(e["id"])
-    if _mem(db, memory_id) is not None or _resolve(db, memory_id) != memory_id:
+    if state.mem(memory_id) is not None or state.resolve(memory_id) != memory_id:
         return
     kind = str(e.get("kind") or "note")
     project = e.get("project") or None
     key = fact_key(str(e["text"]), kind, project)
-    row = db.execute("SELECT id FROM dupe_key WHERE key = ?", (key,)).fetchone()
-    if row is not None and _is_live(db, str(row[0])):
-        db.execute("INSERT INTO dupe_alias VALUES (?, ?)", (memory_id, row[0]))
+    owner = state.owner(key)
+    if owner is not None and _is_live(state, owner):
+        state.add_alias(memory_id, owner)
         return
-    db.execute("INSERT INTO dupe_mem (id, key, kind, project) VALUES (?, ?, ?, ?)", (memory_id, key, kind, project))
-    db.execute("INSERT OR REPLACE INTO dupe_key VALUES (?, ?)", (key, memory_id))
+    state.add_mem(memory_id, key, kind, project)
+    state.set_owner(key, memory_id)
 
 
-def _update(db: sqlite3.Connection, e: store.Event) -> None:
-    memory_id = _resolve(db, str(e["target"]))
-    mem = _mem(db, memory_id)
+def _update(state: _State, e: store.Event) -> None:
+    memory_id = state.resolve(str(e["target"]))
+    mem = state.mem(memory_id)
     if mem is None or mem[3]:
         return
     old_key, kind, project = mem[0], mem[1], mem[2]
     new_key = fact_key(e["text"], kind, project) if isinstance(e.get("text"), str) else old_key
-    db.execute("DELETE FROM dupe_key WHERE key = ? AND id = ?", (old_key, memory_id))
-    db.execute("INSERT OR IGNORE INTO dupe_key VALUES (?, ?)", (new_key, memory_id))
-    db.execute("UPDATE dupe_mem SET key = ? WHERE id = ?", (new_key, memory_id))
+    state.drop_owner(old_key, memory_id)
+    state.set_owner(new_key, memory_id, replace=False)
+    state.set(memory_id, "key", new_key)
 
 
-def _forget(db: sqlite3.Connection, e: store.Event) -> None:
-    memory_id = _resolve(db, str(e["target"]))
-    mem = _mem(db, memory_id)
+def _forget(state: _State, e: store.Event) -> None:
+    memory_id = state.resolve(str(e["target"]))
+    mem = state.mem(memory_id)
     if mem is None:
         return
-    db.execute("UPDATE dupe_mem SET forgotten = 1 WHERE id = ?", (memory_id,))
-    db.execute("DELETE FROM dupe_key WHERE key = ? AND id = ?", (mem[0], memory_id))
+    state.set(memory_id, "forgotten", 1)
+    state.drop_owner(mem[0], memory_id)
 
 
-def _merge(db: sqlite3.Connection, e: store.Event) -> None:
-    source = _resolve(db, str(e["source"]))
-    target = _resolve(db, str(e["target"]))
-    if _mem(db, source) is None or source == target or not _is_live(db, target):
+def _merge(state: _State, e: store.Event) -> None:
+    source = state.resolve(str(e["source"]))
+    target = state.resolve(str(e["target"]))
+    if state.mem(source) is None or source == target or not _is_live(state, target):
         return
-    db.execute("UPDATE dupe_mem SET merged_into = ? WHERE id = ?", (target, source))
+    state.set(source, "merged_into", target)
 
 
-def _unmerge(db: sqlite3.Connection, e: store.Event) -> None:
-    source = _resolve(db, str(e["source"]))
-    db.execute("UPDATE dupe_mem SET merged_into = NULL WHERE id = ?", (source,))
+def _unmerge(state: _State, e: store.Event) -> None:
+    source = state.resolve(str(e["source"]))
+    if state.mem(source) is not None:
+        state.set(source, "merged_into", None)
 
 
 _HANDLERS: dict[str, Any] = {

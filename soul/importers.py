@@ -30,7 +30,13 @@ if TYPE_CHECKING:
     from soul.core import Soul
 
 FORMATS = ("mcp-memory", "markdown", "jsonl")
+# Batches start small (a short import shows up at once) and double up to MAX_BATCH: each commit
+# stores the whole month's log as a new git blob, so a commit per 2,000 memories made a 200k
+# import write O(n^2) bytes (measured: 470 s, see bench/bench_import.py); doubling keeps a
+# 100 MB import to about twenty commits while a batch stays small enough to hold in memory.
 BATCH = 2000
+MAX_BATCH = 25_000
+MAX_BATCH_BYTES = 16 * 2**20  # and at most this much text, whatever the count
 MAX_LISTED = 1000
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 Progress = Callable[[int, int], None]
@@ -99,8 +105,14 @@ def derived_id(*parts: str) -> str:
 
 
 def run(
-    soul: Soul, fmt: str, path: Path, dry_run: bool = False, progress: Progress | None = None, batch: int = BATCH
+    soul: Soul,
+    fmt: str,
+    path: Path,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    batch: int | None = None,
 ) -> ImportReport:
+    """Import `path`; `batch` fixes the batch size (tests), else batches grow from BATCH to MAX_BATCH."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown import format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
     if not path.exists():
@@ -108,6 +120,8 @@ def run(
     report = ImportReport(fmt, str(path), dry_run)
     writer: _Writer = _DryRun(soul) if dry_run else _Writer(soul)
     pending: list[Item] = []
+    size = batch or BATCH
+    held = 0
     for entry in _SOURCES[fmt](path, progress or (lambda done, total: None)):
         if isinstance(entry, Problem):
             report.problem("malformed", entry)
@@ -116,9 +130,11 @@ def run(
         item = _validate(entry, report)
         if item is not None:
             pending.append(item)
-        if len(pending) >= batch:
+            held += len(item.text)
+        if len(pending) >= size or held >= MAX_BATCH_BYTES:
             _flush(soul, writer, pending, report, fmt)
-            pending = []
+            pending, held = [], 0
+            size = batch or min(size * 2, MAX_BATCH)
     if pending:
         _flush(soul, writer, pending, report, fmt)
     return report
@@ -234,23 +250,29 @@ class _Writer:
 
 
 class _DryRun(_Writer):
-    """Records instead of writing; remembers what it would have written so later batches agree."""
+    """Records instead of writing; remembers what it would have written so later batches agree
+    (as 64-bit digests: a dry run of a huge file must not hold every id and key)."""
 
     def __init__(self, soul: Soul) -> None:
         super().__init__(soul)
-        self.ids: set[str] = set()
-        self.keys: set[str] = set()
+        self.seen: set[int] = set()
 
     def lookup(self, ids: list[str], keys: list[str]) -> tuple[set[str], set[str]]:
         known, held = super().lookup(ids, keys)
-        return known | (set(ids) & self.ids), held | (set(keys) & self.keys)
+        known |= {i for i in ids if _digest(i) in self.seen}
+        held |= {k for k in keys if _digest(k) in self.seen}
+        return known, held
 
     def write(self, fields_list: list[dict[str, Any]], keys: set[str], message: str) -> None:
-        self.ids.update(f["id"] for f in fields_list)
-        self.keys.update(keys)
+        self.seen.update(_digest(f["id"]) for f in fields_list)
+        self.seen.update(_digest(k) for k in keys)
 
     def note_person(self, name: str, text: str) -> None:
         return
+
+
+def _digest(value: str) -> int:
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
 
 
 # ---------------------------------------------------------------------- sources

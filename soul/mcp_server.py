@@ -8,8 +8,8 @@ Invariants:
 - stored text (memories, sessions, people notes) comes back as quoted data (every line prefixed
   with `> `, between BEGIN/END markers) with its source instance and date, plus the same data as
   structured JSON; it is never spliced into instructions;
-- `initialize` is answered before anything heavy is loaded: the soul is opened lazily and the
-  index is warmed in a background thread only after the handshake;
+- `initialize` is answered before anything heavy is loaded: opening the soul only checks
+  `soul.toml`, and the index and model are loaded by a background thread after the handshake;
 - one lock serialises all core calls, because `Soul` caches its view and tools run in worker threads.
 """
 
@@ -56,20 +56,18 @@ SettingValue = str | int | float | bool | list[Any] | dict[str, Any]
 
 
 class SoulHandle:
-    """The served soul, opened lazily and called under one lock; `on_write` hears every write."""
+    """The served soul, called under one lock; `on_write` hears every write (the HTTP broadcast)."""
 
     def __init__(self, home: Path | None, instance: str | None, on_write: Callable[[], None] | None = None) -> None:
         probe = Soul.open(home, instance)  # cheap: fails fast on a missing soul, resolves the instance
         self.home = probe.home
         self.instance = probe.instance
         self.on_write = on_write
-        self._soul: Soul | None = probe
+        self._soul = probe
         self._lock = threading.RLock()
 
     def call(self, fn: Callable[[Soul], T]) -> T:
         with self._lock:
-            if self._soul is None:
-                self._soul = Soul.open(self.home, self.instance)
             return fn(self._soul)
 
     def wrote(self) -> None:

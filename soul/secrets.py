@@ -32,16 +32,12 @@ if TYPE_CHECKING:
     from typing import Any, Protocol
 
     class _Match(Protocol):
-        def span(self, group: int = ..., /) -> tuple[int, int]: ...
+        def span(self) -> tuple[int, int]: ...
 
     class _Pattern(Protocol):
-        @property
-        def groups(self) -> int: ...
-
         def finditer(self, string: Any, /) -> Iterator[_Match]: ...
 
-    _Seen = set[tuple[tuple[str, ...], int]]  # (stop characters, end) of values judged in one scan
-    _Accept = Callable[[str, int, int, _Seen], "tuple[int, int] | None"]
+    _Accept = Callable[[str, int, int, "_ScanMemo"], "tuple[int, int] | None"]
 
 __all__ = ["Finding", "check", "check_value", "is_never_sync_path", "scan"]
 
@@ -205,10 +201,40 @@ def _looks_like_credential(value: str, *, quoted: bool) -> bool:
 
 
 # --- per-rule acceptance: (text, start, end) of the regex candidate -> final span or None -------
-# `seen` lives for one scan; rules whose candidates can overlap use it to judge each value once.
 
 
-def _accept_token(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
+class _ScanMemo:
+    """What one scan has learnt, so that a line packed with overlapping candidates (`k=k=k=…`) costs
+    per character, not per candidate times the length of its value."""
+
+    __slots__ = ("judged", "stops")
+
+    def __init__(self) -> None:
+        self.judged: set[tuple[tuple[str, ...], int]] = set()  # (stop set, end) of values judged
+        # stop set -> (lo, hi, found): no stop in [lo, found) if found != -1, else none in [lo, hi)
+        self.stops: dict[tuple[str, ...], tuple[int, int, int]] = {}
+
+    def next_stop(self, text: str, pos: int, limit: int, stops: tuple[str, ...]) -> int:
+        """The first index in [pos, limit) holding one of `stops`, or -1."""
+        cached = self.stops.get(stops)
+        if cached is not None and cached[0] <= pos:
+            lo, hi, found = cached
+            if found != -1 and pos <= found:
+                return found if found < limit else -1
+            if found == -1 and pos <= hi:
+                if limit <= hi:
+                    return -1
+                match = _literal_search(stops).search(text, hi, limit)
+                found = match.start() if match else -1
+                self.stops[stops] = (lo, limit, found)
+                return found
+        match = _literal_search(stops).search(text, pos, limit)
+        found = match.start() if match else -1
+        self.stops[stops] = (pos, limit, found)
+        return found
+
+
+def _accept_token(text: str, start: int, end: int, memo: _ScanMemo) -> tuple[int, int] | None:
     token = text[start:end]
     low = token.lower()
     if _entropy(token) < TOKEN_MIN_ENTROPY or _literal_search(_TOKEN_PLACEHOLDER_PARTS).search(low):
@@ -216,7 +242,7 @@ def _accept_token(text: str, start: int, end: int, seen: _Seen) -> tuple[int, in
     return start, end
 
 
-def _accept_aws_secret(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
+def _accept_aws_secret(text: str, start: int, end: int, memo: _ScanMemo) -> tuple[int, int] | None:
     # Any 40-char base64 run is a candidate; it is a key only when assigned to a name that says so
     # (`aws_secret_access_key =`, `"SecretAccessKey":`) and is not a word or a hex digest.
     before = text[max(0, start - 80) : start].rstrip(" \t\"'`\\")
@@ -228,33 +254,36 @@ def _accept_aws_secret(text: str, start: int, end: int, seen: _Seen) -> tuple[in
     named = "secretaccesskey" in squashed or ("aws" in ident and ("secret" in ident or "private" in ident))
     if not named or _classes(text[start:end]) < 3:
         return None
-    return _accept_token(text, start, end, seen)
+    return _accept_token(text, start, end, memo)
 
 
-def _accept_azure_key(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
-    # 100 + padding repeats the `re` bound, which RE2 runs without (see _Scanner).
-    return _accept_token(text, start, end, seen) if end - start <= 102 else None
+def _accept_azure_key(text: str, start: int, end: int, memo: _ScanMemo) -> tuple[int, int] | None:
+    # The match is `AccountKey = <key>`; 100 + padding repeats the `re` bound, which RE2 runs without.
+    start = text.index("=", start) + 1
+    start += len(text[start:end]) - len(text[start:end].lstrip(" \t"))
+    return _accept_token(text, start, end, memo) if end - start <= 102 else None
 
 
-def _accept_webhook(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
+def _accept_webhook(text: str, start: int, end: int, memo: _ScanMemo) -> tuple[int, int] | None:
     # The whole URL is the credential, but only its last segment is random.
     tail = text[start:end].rsplit("/", 1)[-1]
     return (start, end) if not _is_placeholder(tail) and _entropy(tail) >= TOKEN_MIN_ENTROPY else None
 
 
-def _accept_twilio(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
+def _accept_twilio(text: str, start: int, end: int, memo: _ScanMemo) -> tuple[int, int] | None:
     # SK/AC + 32 hex is also the shape of plain ids; require the word "twilio" close by.
     if "twilio" not in text[max(0, start - 200) : end + 200].lower():
         return None
-    return _accept_token(text, start, end, seen)
+    return _accept_token(text, start, end, memo)
 
 
-def _accept_url_password(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
-    # No entropy or length test: a password in a URL is a password (even `u:p@h`), unless it is a
-    # reference, a mask or a stand-in word. The length limits repeat the `re` pattern's bounds,
-    # which RE2 runs without (see _Scanner).
-    user = start - 1 - (text.rfind("://", max(0, start - 140), start) + 3)
-    if end - start > 256 or not 0 <= user <= 128:
+def _accept_url_password(text: str, start: int, end: int, memo: _ScanMemo) -> tuple[int, int] | None:
+    # The match is `://user:password@`. No entropy or length test: a password in a URL is a password
+    # (even `u:p@h`), unless it is a reference, a mask or a stand-in word. The length limits repeat
+    # the `re` pattern's bounds, which RE2 runs without (see _Scanner).
+    colon = text.index(":", start + 3)  # the user part holds no colon
+    user, start, end = colon - start - 3, colon + 1, end - 1
+    if end - start > 256 or user > 128:
         return None
     value = text[start:end]
     low = value.lower()
@@ -263,8 +292,9 @@ def _accept_url_password(text: str, start: int, end: int, seen: _Seen) -> tuple[
     return None if _literal_search(_PLACEHOLDER_PARTS).search(low) else (start, end)
 
 
-def _accept_auth_header(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
+def _accept_auth_header(text: str, start: int, end: int, memo: _ScanMemo) -> tuple[int, int] | None:
     # The pattern stops 8 characters into the credential; the rest is read here, not by the regex.
+    start = end - 8
     window = text[start : start + 2048]
     stop = start + len(window) - len(window.lstrip(_AUTH_CHARS))
     value = text[start:stop]
@@ -273,7 +303,7 @@ def _accept_auth_header(text: str, start: int, end: int, seen: _Seen) -> tuple[i
     return start, stop
 
 
-def _value_at(text: str, pos: int, stops: tuple[str, ...]) -> tuple[int, int, bool] | None:
+def _value_at(text: str, pos: int, stops: tuple[str, ...], memo: _ScanMemo) -> tuple[int, int, bool] | None:
     """The value that starts at `pos`: (start, end, quoted), or None if it is unterminated or
     longer than MAX_VALUE. Values are read here rather than by the patterns so that a match stays
     a few dozen characters long, whatever follows it."""
@@ -284,8 +314,8 @@ def _value_at(text: str, pos: int, stops: tuple[str, ...]) -> tuple[int, int, bo
         if close == -1 or text.find("\n", pos, close) != -1:
             return None
         return pos + len(opener), close, True
-    stop = _literal_search(stops).search(text, pos, limit)
-    end = stop.start() if stop else limit
+    stop = memo.next_stop(text, pos, limit, stops)
+    end = limit if stop == -1 else stop
     return None if end - pos >= MAX_VALUE else (pos, end, False)
 
 
@@ -302,16 +332,16 @@ def _literal_search(literals: tuple[str, ...]) -> re.Pattern[str]:
     return _LITERAL_SEARCHES[literals]
 
 
-def _judge_value(text: str, pos: int, stops: tuple[str, ...], seen: _Seen) -> tuple[int, int] | None:
-    read = _value_at(text, pos, stops)
+def _judge_value(text: str, pos: int, stops: tuple[str, ...], memo: _ScanMemo) -> tuple[int, int] | None:
+    read = _value_at(text, pos, stops, memo)
     if read is None:
         return None
     start, end, quoted = read
     # In `k=k=k=…` every keyword starts a candidate whose value runs to the same end; only the
     # first (longest) is judged, or a packed line would be judged once per keyword in it.
-    if (stops, end) in seen:
+    if (stops, end) in memo.judged:
         return None
-    seen.add((stops, end))
+    memo.judged.add((stops, end))
     if not quoted:
         # Sentence punctuation, closing quotes and brackets of the surrounding text are not the value.
         while end > start and text[end - 1] in ".,;:\"'`":
@@ -323,15 +353,27 @@ def _judge_value(text: str, pos: int, stops: tuple[str, ...], seen: _Seen) -> tu
     return start, end
 
 
-def _accept_assignment(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
-    return _judge_value(text, start, _ASSIGNMENT_STOPS, seen)
+def _accept_assignment(text: str, start: int, end: int, memo: _ScanMemo) -> tuple[int, int] | None:
+    return _judge_value(text, _value_start(text, end), _ASSIGNMENT_STOPS, memo)
 
 
-def _accept_prose(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
-    return _judge_value(text, start, _PROSE_STOPS, seen)
+def _accept_prose(text: str, start: int, end: int, memo: _ScanMemo) -> tuple[int, int] | None:
+    return _judge_value(text, _value_start(text, end), _PROSE_STOPS, memo)
 
 
-def _accept_private_key(text: str, start: int, end: int, seen: _Seen) -> tuple[int, int] | None:
+def _value_start(text: str, end: int) -> int:
+    """Where the value starts in a keyword or prose match, which ends 8 characters into the value,
+    after its opening quote if it has one (`\\"` in escaped JSON). The character before an unquoted
+    value is a separator or a space, never a quote, so a quote there is the value's own."""
+    pos = end - 8
+    if text[pos - 1] in "\"'`":
+        pos -= 1
+        if text[pos] == '"' and text[pos - 1] == "\\":
+            pos -= 1
+    return pos
+
+
+def _accept_private_key(text: str, start: int, end: int, memo: _ScanMemo) -> tuple[int, int] | None:
     """`start` is a `-----BEGIN … PRIVATE KEY-----` header; extend the span over the key body."""
     end = text.index("-----", text.index("PRIVATE KEY", start)) + 5
     # Stop at the next header so that many headers cost one pass, not one pass each.
@@ -380,7 +422,7 @@ class _Rule:
         tier: int = 0,
     ) -> None:
         self.name = name
-        self.pattern = pattern  # RE2 ∩ `re` syntax; group 1, when present, is the credential
+        self.pattern = pattern  # RE2 ∩ `re` syntax, no capture groups (see _Scanner._compile)
         self.needles = needles  # lower-case; the rule runs only if one of them occurs in the text
         self.accept = accept  # (text, start, end) of a match -> the credential's span, or None
         self.edge = edge  # characters that may not touch the credential on either side
@@ -437,27 +479,27 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("sendgrid-api-key", r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}", ("sg.",), edge=_URLSAFE + "."),
     _Rule("twilio-key", r"(?:SK|AC)[0-9a-fA-F]{32}", ("twilio",), _accept_twilio, edge=_ALNUM),
     _Rule("azure-storage-key",
-          r"(?:AccountKey|SharedAccessKey)[ \t]{0,3}=[ \t]{0,3}([A-Za-z0-9+/]{40,100}={0,2})",
+          r"(?:AccountKey|SharedAccessKey)[ \t]{0,3}=[ \t]{0,3}[A-Za-z0-9+/]{40,100}={0,2}",
           ("accountkey", "sharedaccesskey"), _accept_azure_key, edge=_B64 + "=", anchored=False, icase=True),
     # Open-ended parts: a JWT has no length limit, and a counted {8,1000} would make RE2's program
     # (and its compile time) ten times larger than all other rules together.
     _Rule("jwt", r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}", ("eyj",),
           edge=_URLSAFE + ".="),
-    _Rule("url-credentials", r"://[^ \t\r\n:@/?#\"'<>\[\]]{0,128}:([^ \t\r\n/?#\"'<>]{1,256}?)@", ("://",),
+    _Rule("url-credentials", r"://[^ \t\r\n:@/?#\"'<>\[\]]{0,128}:[^ \t\r\n/?#\"'<>]{1,256}?@", ("://",),
           _accept_url_password, edge="", anchored=False),
     _Rule("authorization-header",
           r"(?:proxy-)?authorization" + _QUOTE + r"[ \t]{0,5}[:=][ \t]{0,5}" + _QUOTE
-          + r"(?:bearer|basic|token|bot)[ \t]{1,5}([A-Za-z0-9._~+/-]{8})",
+          + r"(?:bearer|basic|token|bot)[ \t]{1,5}[A-Za-z0-9._~+/-]{8}",
           ("authorization",), _accept_auth_header, edge="", anchored=False, icase=True, tier=1),
     _Rule("keyword-assignment",
           _KEYWORDS + r"[A-Za-z0-9_.-]{0,24}" + _QUOTE + r"[ \t]{0,8}(?:==|=>|:=|=|:|>)[ \t]{0,8}"
-          r"(\\?\"[^\"\n]{8}|'[^'\n]{8}|`[^`\n]{8}|[^ \t\r\n\"'`,;<]{8})",
+          r"(?:\\?\"[^\"\n]{8}|'[^'\n]{8}|`[^`\n]{8}|[^ \t\r\n\"'`,;<]{8})",
           ("pass", "pwd", "secret", "token", "key", "auth", "credential"), _accept_assignment, edge="",
           anchored=False, icase=True, tier=1),
     _Rule("prose-password",
           _PROSE_NOUNS + r"s?(?:[ \t](?:for|to|of|on|at)[ \t][^\n]{0,60}?)?[ \t]{1,3}"
           r"(?:is|was|are|will be|should be):?[ \t]{1,3}(?:now[ \t]{1,3}|still[ \t]{1,3}|set to[ \t]{1,3})?"
-          r"(\"[^\"\n]{8}|'[^'\n]{8}|`[^`\n]{8}|[^ \t\r\n]{8})",
+          r"(?:\"[^\"\n]{8}|'[^'\n]{8}|`[^`\n]{8}|[^ \t\r\n]{8})",
           ("pass", "secret", "token", "key"), _accept_prose, edge="", anchored=False, icase=True,
           tier=1),
 )  # fmt: skip
@@ -475,24 +517,22 @@ class _Scanner:
 
     def __init__(self, engine: str) -> None:
         self.engine = engine
-        self._compiled: dict[int, tuple[_Pattern, int]] = {}
+        self._compiled: dict[int, _Pattern] = {}
 
-    def _pattern(self, order: int) -> tuple[_Pattern, int]:
-        """The compiled rule and the group that holds the credential (0: the whole match)."""
+    def _pattern(self, order: int) -> _Pattern:
         if order not in self._compiled:
-            pattern = self._compile(_RULES[order])
-            self._compiled[order] = (pattern, min(pattern.groups, 1))
+            self._compiled[order] = self._compile(_RULES[order])
         return self._compiled[order]
 
     def _compile(self, rule: _Rule) -> _Pattern:
         import re
 
         source = rule.pattern
+        # No pattern has a capture group: the accept functions find the credential inside the match,
+        # so RE2 never runs its submatch engines, which cost more per match than the search itself.
         if rule.anchored:
             # A token may start only where a run of token characters starts: both engines then try
-            # each run once instead of at every character (and `re` stays linear on long runs). No
-            # capture group: scan() finds the token start itself, so RE2 never needs its slower
-            # submatch engines, whose cost grows with the length of the match.
+            # each run once instead of at every character (and `re` stays linear on long runs).
             edge = "".join("\\" + c if c in "\\]^-" else c for c in rule.edge)
             source = f"(?:^|[^{edge}])(?:{source})"
         if self.engine == "re":
@@ -519,18 +559,17 @@ class _Scanner:
         subject: str | bytes = text.encode("ascii") if self.engine == "re2" and text.isascii() else text
         low = text.lower()
         candidates: list[tuple[int, int, int, int]] = []
-        seen: _Seen = set()
+        memo = _ScanMemo()
         for order, rule in enumerate(_RULES):
             if not any(needle in low for needle in rule.needles):
                 continue
-            pattern, group = self._pattern(order)
-            for match in pattern.finditer(subject):
-                start, end = match.span(group)
-                if start < 0 or not _edge_clear(text, end, rule.edge):
+            for match in self._pattern(order).finditer(subject):
+                start, end = match.span()
+                if not _edge_clear(text, end, rule.edge):
                     continue
                 if rule.anchored and text[start] not in rule.edge:
                     start += 1  # the match began with the character before the token
-                span = rule.accept(text, start, end, seen)
+                span = rule.accept(text, start, end, memo)
                 if span is not None:
                     candidates.append((rule.tier, span[0], -span[1], order))
         return _findings(text, candidates)

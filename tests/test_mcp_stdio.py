@@ -10,9 +10,10 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import MODEL_DIR, SOUL_BIN, run_soul, soul_json
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters, get_default_environment
+
+from conftest import MODEL_DIR, SOUL_BIN, run_soul, soul_json
 
 TOOLS = {
     "remember",

@@ -136,6 +136,7 @@ STEPS = [
     pytest.param("start", marks=_SLOW),
     "rewrite",
     "worktree",
+    "worktree-torn",  # killed between rewriting a log in place and truncating it
     pytest.param("record", marks=_SLOW),
     pytest.param("scrub", marks=_SLOW),
     pytest.param("gc", marks=_SLOW),
@@ -168,6 +169,9 @@ def test_kill_at_any_step_then_rerun_finishes(setup: dict[str, Any], step: str) 
         "keep: written while the purge was half done",
     ]
     assert len(list((home / "purges").glob("*.toml"))) == 1
+    assert git(home, "status", "--porcelain", "--", "memories") == ""
+    pushed = git(remote, "grep", "-h", "keep:", "main", "--", "memories")
+    assert len(pushed.splitlines()) == 3  # the remote has every kept memory, committed
     _assert_can_push(home)
 
 
@@ -223,8 +227,8 @@ def test_recover_keeps_lines_written_after_a_torn_rewrite() -> None:
     gone = b'{"op":"memory.add","id":"B","at":"2026-01-01T00:00:01.000Z","by":"x","text":"b"}\n'
     late = b'{"op":"memory.add","id":"C","at":"2026-01-01T00:00:02.000Z","by":"x","text":"c"}\n'
     filt = rewrite.LineFilter(["B"])
-    torn = keep + gone[:10]  # killed between write and truncate, then a writer appended
-    assert rewrite._recover(keep, torn + b"\n" + late, filt) == keep + late
+    assert rewrite._recover(keep, late, filt) == keep + late  # truncated, then a writer appended
+    assert rewrite._recover(keep, keep[:20], filt) == keep  # killed mid-write
     assert rewrite._recover(keep, keep + gone + late, filt) == keep + late
 
 

@@ -181,10 +181,16 @@ def _step_rewrite(soul: Soul, state: dict[str, Any]) -> None:
 
 def _step_worktree(soul: Soul, state: dict[str, Any]) -> None:
     filt, _ = _filters(state)
-    rewrite.filter_worktree(soul.home, filt, soul.state_dir / "purge-scratch")
+    repaired = rewrite.filter_worktree(soul.home, filt, soul.state_dir / "purge-scratch")
     # The index still lists the old blobs; point it at the rewritten HEAD without touching files.
     if gitutil.head(soul.home):
         gitutil.run(["read-tree", "HEAD"], soul.home)
+    if repaired:
+        # A commit made while a log was cut short by the crash recorded its lines as deleted; commit
+        # them back before anything is pushed, or a merge elsewhere would delete them too.
+        gitutil.run(["add", "--", *repaired], soul.home)
+        message = "soul: restore logs after an interrupted purge"
+        gitutil.run(["commit", "-q", "--no-status", "-m", message, "--", *repaired], soul.home, check=False)
     soul._view = None
 
 
@@ -294,6 +300,10 @@ def _resume(soul: Soul, state: dict[str, Any]) -> dict[str, Any]:
             f"the purge journal {journal.path(soul.state_dir)} cannot be read",
             hint="run the purge again by id (`soul purge ID --yes`), then delete that file",
         )
+    if "rewrite" in state["done"] and "worktree" not in state["done"]:
+        # The logs on disk still held the lines when we stopped: a commit made since (a remember,
+        # the daemon, sync) may have put them back into history, so rewrite again (idempotent).
+        state["done"].remove("rewrite")
     _steps(soul, state)
     return _pending_summary(state)
 
@@ -325,7 +335,7 @@ def on_fetch(soul: Soul, remote_ref: str) -> None:
         "role": "follower",
         "purge": ",".join(pending),
         "ids": sorted(removed),
-        "needles": rewrite.needles(gone),
+        "needles": [],
         "done": [],
         "at": now_iso(),
     }

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from soul import fsutil, gitutil, store
 from soul.errors import GitError
+from soul.purge import journal
 
 LINK_FIELDS = ("id", "target", "source", "session", "task")
 # Fields that carry structure, not what a person said: never used to recognise a commit message.
@@ -291,35 +292,40 @@ def _commit(
 # ---------------------------------------------------------------------- the working tree
 
 
-def filter_worktree(home: Path, filt: LineFilter, scratch: Path) -> list[bytes]:
-    """Drop removed lines from the log files on disk, in place, under each log's lock.
+def filter_worktree(home: Path, filt: LineFilter, scratch: Path) -> list[str]:
+    """Drop removed lines from the log files on disk, in place, under each log's lock; return the
+    logs that had to be repaired after an interrupted run.
 
     In place (not rename) because a writer blocked on the flock holds the old inode and would append
-    to an unlinked file. The kept content is saved to `scratch` first, so a crash between the write
-    and the truncate is repaired by the next run (see `_recover`)."""
+    to an unlinked file. The kept content is saved to `scratch` first, so a crash between the
+    truncate and the write is repaired by the next run (see `_recover`)."""
     scratch.mkdir(parents=True, exist_ok=True)
-    dropped_all: list[bytes] = []
+    repaired: list[str] = []
     for path in store.log_files(home):
-        copy = scratch / path.relative_to(home).as_posix().replace("/", "__")
+        rel = path.relative_to(home).as_posix()
+        copy = scratch / rel.replace("/", "__")
         fd = os.open(path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             data = _read_fd(fd)
             if copy.exists():
-                kept, dropped = _recover(copy.read_bytes(), data, filt), filt.split(data)[1]
+                kept = _recover(copy.read_bytes(), data, filt)
+                repaired.append(rel)
             else:
                 kept, dropped = filt.split(data)
                 if not dropped:
                     continue
                 fsutil.atomic_write(copy, kept, mode=0o600)
+            # Truncate first: a crash in between leaves a short file (repaired from `copy` by the next
+            # run), never a mix of old and new bytes that a commit could capture with removed text.
+            os.ftruncate(fd, 0)
+            journal.crash_point("worktree-torn")
             os.pwrite(fd, kept, 0)
-            os.ftruncate(fd, len(kept))
             os.fsync(fd)
-            dropped_all += dropped
         finally:
             os.close(fd)
         copy.unlink()
-    return dropped_all
+    return repaired
 
 
 def _read_fd(fd: int) -> bytes:

@@ -15,7 +15,10 @@ from typing import Any
 
 import pytest
 
-from conftest import soul_json
+from soul import purge
+from soul.errors import SyncAttention
+
+from conftest import run_soul, soul_json
 
 SECRET = "Zanzibar biopsy results for Aunt Mirela"
 NEEDLE = b"zanzibar"
@@ -101,7 +104,13 @@ def test_purge_reaches_every_replica_and_keeps_offline_work(
 
     sync(gamma)  # online replica: follows the purge
     assert traces(gamma) == []
-    sync(beta)  # back online: follows the purge and pushes its offline work
+    # beta comes back online; its first sync is killed in the middle of following the purge.
+    crashed = run_soul("sync", home=beta, env={"SOUL_PURGE_CRASH_AT": "worktree"}, check=False)
+    assert crashed.returncode == 137
+    assert soul(beta).status()["purge"]["pending"] is True
+    with pytest.raises(SyncAttention, match="half done"):
+        purge.assert_can_push(soul(beta))
+    sync(beta)  # finishes following the purge, then pushes its offline work
     assert traces(beta) == []
     for home in (alpha, gamma):
         sync(home)
@@ -135,6 +144,7 @@ def test_purge_reaches_every_replica_and_keeps_offline_work(
     assert len(heads) == 1
 
 
+@pytest.mark.slow
 def test_a_replica_that_never_had_the_line_follows_without_a_rewrite(tmp_path: Path, bare_remote: Path) -> None:
     """gamma joined before the secret existed and never synced it: the purge record still reaches it,
     sync keeps working, and nothing it wrote is lost."""
@@ -152,3 +162,63 @@ def test_a_replica_that_never_had_the_line_follows_without_a_rewrite(tmp_path: P
     assert mine in {mid for mid, _ in memories(alpha)}
     assert memories(alpha) == memories(gamma)
     assert traces(alpha) == traces(gamma) == traces(bare_remote) == []
+
+
+def test_commits_pushed_to_the_old_history_during_a_purge_are_purged_and_kept(
+    tmp_path: Path, bare_remote: Path
+) -> None:
+    """alpha's purge stops before its push (killed); meanwhile gamma, which has not seen the purge,
+    pushes new work on the old history. alpha's rerun takes gamma's commits in, purged, rather than
+    force-pushing them away."""
+    alpha, gamma = tmp_path / "alpha", tmp_path / "gamma"
+    create(alpha, bare_remote, first=True)
+    secret = remember(alpha, SECRET)
+    sync(alpha)
+    create(gamma, bare_remote, first=False)
+    crashed = run_soul("purge", secret, "--yes", home=alpha, env={"SOUL_PURGE_CRASH_AT": "gc"}, check=False)
+    assert crashed.returncode == 137
+    late = remember(gamma, "gamma: pushed while alpha was purging")
+    sync(gamma)  # the remote still has the old history: an ordinary push
+    run_soul("purge", "--yes", home=alpha)
+    assert traces(alpha) == [] and traces(bare_remote) == []
+    on_remote = subprocess.run(
+        ["git", "grep", "-c", "pushed while alpha", "main", "--", "memories"], cwd=bare_remote, capture_output=True
+    )
+    assert on_remote.returncode == 0  # taken in by the purge, not force-pushed away
+    sync(gamma)
+    sync(alpha)
+    assert late in {mid for mid, _ in memories(alpha)}
+    assert memories(alpha) == memories(gamma) and len(memories(alpha)) == 1
+    assert traces(gamma) == []
+
+
+@pytest.mark.slow
+def test_two_purges_while_a_replica_is_offline(tmp_path: Path, bare_remote: Path) -> None:
+    """beta misses two purges; applying both records at once gives the same commits as alpha's two
+    rewrites one after the other, so beta's offline work still merges as an ordinary merge."""
+    alpha, beta = tmp_path / "alpha", tmp_path / "beta"
+    create(alpha, bare_remote, first=True)
+    first = remember(alpha, SECRET)
+    second = remember(alpha, "Zanzibar: the second thing to take back")
+    remember(alpha, "alpha: stays")
+    sync(alpha)
+    create(beta, bare_remote, first=False)
+    mine = remember(beta, "beta: offline work")
+    soul_json("purge", first, "--yes", home=alpha)
+    remember(alpha, "alpha: between the purges")
+    sync(alpha)
+    soul_json("purge", second, "--yes", home=alpha)
+    before = _count(alpha)
+    sync(beta)
+    sync(alpha)
+    texts = {text for _, text in memories(alpha)}
+    assert texts == {"alpha: stays", "alpha: between the purges", "beta: offline work"}
+    assert mine in {mid for mid, _ in memories(beta)} and memories(alpha) == memories(beta)
+    assert traces(alpha) == traces(beta) == traces(bare_remote) == []
+    # The histories met: beta added its own few commits and one merge, not a second copy of alpha's.
+    assert _count(beta) - before <= 4 < before
+
+
+def _count(repo: Path) -> int:
+    out = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=repo, capture_output=True, text=True)
+    return int(out.stdout)

@@ -87,6 +87,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         if report.passed:
             area.passed += 1
         elif report.skipped:
+            if "long run" in str(report.longrepr):
+                area.cases -= 1  # a deselected slow run is not a case of this run
+                return
             area.skipped += 1
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
             LEDGER.note(name, f"skipped: {reason.removeprefix('Skipped: ')}")
@@ -161,3 +164,14 @@ EXPLANATIONS = [
     "- **Prompt injection**: stored instructions come back over MCP quoted between data markers with their "
     "source instance; `list_tools` is byte-identical before and after storing them.",
 ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The project's addopts do not exclude `slow`; keep this suite's long runs out of the default
+    selection unless `-m` asks for them (as `make test-long` does)."""
+    if "slow" in (config.getoption("-m", default="") or ""):
+        return
+    skip = pytest.mark.skip(reason="long run: `make test-long` (pytest -m slow)")
+    for item in items:
+        if area_of(item.nodeid) and item.get_closest_marker("slow"):
+            item.add_marker(skip)

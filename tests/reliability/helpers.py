@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -50,4 +52,46 @@ def init_soul(path: Path, instance: str = "alpha") -> Path:
     return path
 
 
-__all__ = ["SOUL_BIN", "all_lines", "git_fsck", "init_soul", "memory_events", "run_soul", "soul_env"]
+__all__ = [
+    "SOUL_BIN",
+    "all_lines",
+    "free_locks",
+    "git_fsck",
+    "init_soul",
+    "mcp_client",
+    "memory_events",
+    "run_soul",
+    "soul_env",
+]
+
+
+@contextlib.asynccontextmanager
+async def mcp_client(home: Path, instance: str = "alpha") -> AsyncIterator[Any]:
+    """The official SDK client driving a real `soul mcp` over stdio (lexical embedder: fast)."""
+    from mcp.client import Client
+    from mcp.client.stdio import StdioServerParameters, get_default_environment
+
+    env = get_default_environment()
+    env["SOUL_EMBEDDER"] = "lexical"
+    params = StdioServerParameters(command=SOUL_BIN, args=["--home", str(home), "--instance", instance, "mcp"], env=env)
+    async with Client(params, mode="legacy", read_timeout_seconds=120) as client:
+        yield client
+
+
+def free_locks(home: Path) -> list[str]:
+    """Lock files someone still holds (flock), and git's index.lock if left behind."""
+    import fcntl
+
+    held = []
+    candidates = [*(home / "memories").glob("*/*.jsonl"), *(home / ".soul").glob("*.lock")]
+    for path in candidates:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held.append(str(path.relative_to(home)))
+        finally:
+            os.close(fd)
+    if (home / ".git" / "index.lock").exists():
+        held.append(".git/index.lock")
+    return held

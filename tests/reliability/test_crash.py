@@ -24,20 +24,45 @@ from reliability.conftest import Ledger
 from reliability.helpers import SOUL_BIN, all_lines, git_fsck, init_soul, memory_events, run_soul, soul_env
 from soul import store
 
-WORDS = (
-    "deploy script lives in ops the quick brown fox jumps over lazy dog Priya prefers short PR "
-    "descriptions meeting notes release train staging cluster migrations rollback plan"
-).split()
+WORDS = [
+    "deploy",
+    "script",
+    "lives",
+    "in",
+    "ops",
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "Priya",
+    "prefers",
+    "short",
+    "PR",
+    "descriptions",
+    "meeting",
+    "notes",
+    "release",
+    "train",
+    "staging",
+    "cluster",
+    "migrations",
+    "rollback",
+    "plan",
+]
 MIN_SIZE, MAX_SIZE = 100, 1 << 20
 
 
 def record_text(rng: random.Random, serial: int) -> str:
     """A unique, guard-clean text of 100 B to 1 MiB (log-uniform, so most are small)."""
-    size = int(round(2 ** rng.uniform(7, 20)))
+    size = round(2 ** rng.uniform(7, 20))
     size = max(MIN_SIZE, min(MAX_SIZE, size))
     head = f"crash-{serial:05d}-{rng.getrandbits(32):08x} "
     body = " ".join(rng.choice(WORDS) for _ in range(size // 5 + 1))
-    return (head + body)[:size]
+    return (head + body)[:size].strip() + "."  # soul strips surrounding whitespace
 
 
 @dataclass
@@ -56,29 +81,16 @@ class Outcome:
     bytes_acked: int = 0
 
 
-def spawn(home: Path, text: str) -> subprocess.Popen[bytes]:
+def spawn(home: Path, text: str, scratch: Path) -> subprocess.Popen[bytes]:
+    # stdin from a file, not a pipe: a kill can then never block the feeder.
+    source = scratch / f"in-{time.monotonic_ns()}"
+    source.write_text(text, encoding="utf-8")
     cmd = [SOUL_BIN, "--home", str(home), "--instance", "alpha", "remember", "--json", "-"]
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=soul_env(),
-        start_new_session=True,
-    )
-    assert proc.stdin is not None
-    # A large record fills the pipe; write it from a thread so a kill cannot deadlock us.
-    import threading
-
-    def feed() -> None:
-        try:
-            assert proc.stdin is not None
-            proc.stdin.write(text.encode("utf-8"))
-            proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
-
-    threading.Thread(target=feed, daemon=True).start()
+    with source.open("rb") as stdin:
+        proc = subprocess.Popen(
+            cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=soul_env(), start_new_session=True
+        )
+    source.unlink()
     return proc
 
 
@@ -102,12 +114,14 @@ def crash_run(home: Path, kills: int, parallel: int, seed: int, budget: float) -
     running: list[Writer] = []
     deadline = time.monotonic() + budget
     serial = 0
+    scratch = home.parent / "inputs"
+    scratch.mkdir(exist_ok=True)
     while (outcome.kills < kills or running) and time.monotonic() < deadline:
         while len(running) < parallel and outcome.kills + sum(w.kill_at is not None for w in running) < kills:
             serial += 1
             text = record_text(rng, serial)
             kill_at = time.monotonic() + rng.uniform(0.02, 1.5) if rng.random() < 0.6 else None
-            running.append(Writer(spawn(home, text), text, kill_at))
+            running.append(Writer(spawn(home, text, scratch), text, kill_at))
             outcome.spawned += 1
         time.sleep(0.005)
         now = time.monotonic()
@@ -192,6 +206,7 @@ def test_kill_writers_at_random_points(tmp_path: Path, ledger: Ledger) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_kill_writers_at_hundreds_of_points(tmp_path: Path, ledger: Ledger) -> None:
     home = init_soul(tmp_path / "soul")
     outcome = crash_run(home, kills=300, parallel=4, seed=88, budget=1500)

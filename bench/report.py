@@ -1,0 +1,435 @@
+"""Turn bench/results.json into plots (docs/img/*.png) and the Markdown report (docs/benchmarks.md).
+
+Only reads the collected results; never runs anything. Every figure shown is a median with its min
+and max; ratios are computed from medians. Missing areas (a script that failed or does not exist yet)
+are reported as missing, never filled in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+SCALE_LINES = [
+    ("remember", "soul remember (process)"),
+    ("recall_warm_process", "soul recall (process, daemon warm)"),
+    ("recall_cold_process", "soul recall (process, cold)"),
+    ("recall_warm_in_process", "recall in process (warm)"),
+    ("numpy_floor_same_vectors", "numpy brute force (floor)"),
+    ("rebuild", "index rebuild"),
+    ("sync_noop", "soul sync, nothing to do"),
+    ("sync_incoming_3", "soul sync, 3 incoming"),
+]
+
+
+def ms(s: dict[str, Any] | None) -> str:
+    if not s or "median_ms" not in s:
+        return "n/a"
+    return f"{_num(s['median_ms'])} ({_num(s['min_ms'])}–{_num(s['max_ms'])})"
+
+
+def _num(x: float) -> str:
+    if x >= 10_000:
+        return f"{x / 1000:.1f} s"
+    if x >= 100:
+        return f"{x:.0f}"
+    if x >= 1:
+        return f"{x:.1f}"
+    return f"{x:.3f}"
+
+
+def ratio(a: dict[str, Any] | None, b: dict[str, Any] | float | None) -> str:
+    if not a or b is None:
+        return "n/a"
+    denom = b if isinstance(b, float | int) else b.get("median_ms")
+    if not denom:
+        return "n/a"
+    return f"{a['median_ms'] / denom:.1f}×"
+
+
+# ---------------------------------------------------------------------- plots
+
+
+def plot_scale(scale: dict[str, Any], path: Path) -> bool:
+    rows = scale.get("sizes", [])
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [r["memories"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [2.2, 1]})
+    for key, label in SCALE_LINES:
+        pts = [(r["memories"], r[key]) for r in rows if key in r]
+        if not pts:
+            continue
+        x = [p[0] for p in pts]
+        med = [p[1]["median_ms"] for p in pts]
+        lo = [p[1]["median_ms"] - p[1]["min_ms"] for p in pts]
+        hi = [p[1]["max_ms"] - p[1]["median_ms"] for p in pts]
+        style = "--" if "floor" in label else "-"
+        left.errorbar(x, med, yerr=[lo, hi], marker="o", linestyle=style, capsize=3, label=label)
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xticks(xs, [f"{x:,}" for x in xs])
+    left.set_xlabel("memories in the soul")
+    left.set_ylabel("latency, ms (median; bars: min–max)")
+    left.set_title("Latency vs number of memories")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8, loc="upper left")
+    mb = 1e6
+    right.plot(xs, [r["disk"]["git_bytes"] / mb for r in rows], marker="o", label="git repository (.git)")
+    right.plot(xs, [r["disk"]["worktree_bytes"] / mb for r in rows], marker="o", label="logs in the work tree")
+    right.plot(xs, [r["disk"]["index_and_cache_bytes"] / mb for r in rows], marker="o", label="index + embedding cache")
+    right.plot(xs, [r.get("daemon_rss_bytes", 0) / mb for r in rows], marker="s", label="daemon RSS (warm)")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xticks(xs, [f"{x:,}" for x in xs])
+    right.set_xlabel("memories in the soul")
+    right.set_ylabel("MB")
+    right.set_title("Disk and memory")
+    right.grid(True, which="both", alpha=0.3)
+    right.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_sync(scale: dict[str, Any], sync: dict[str, Any], path: Path) -> bool:
+    rows = [r for r in scale.get("sizes", []) if "a_to_b" in r]
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['memories']:,}\nmanual syncs" for r in rows]
+    parts = [
+        ("remember_a", "A: soul remember"),
+        ("sync_a_push", "A: soul sync (push)"),
+        ("sync_b_pull", "B: soul sync (pull)"),
+    ]
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    bottom = [0.0] * len(rows)
+    for key, label in parts:
+        vals = [r["a_to_b"][key]["median_ms"] / 1000 for r in rows]
+        ax.bar(labels, vals, bottom=bottom, label=label)
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    totals = [r["a_to_b"]["total"] for r in rows]
+    ax.errorbar(
+        labels,
+        [t["median_ms"] / 1000 for t in totals],
+        yerr=[
+            [(t["median_ms"] - t["min_ms"]) / 1000 for t in totals],
+            [(t["max_ms"] - t["median_ms"]) / 1000 for t in totals],
+        ],
+        fmt="none",
+        ecolor="black",
+        capsize=4,
+        label="total min–max",
+    )
+    daemon = {k: v for k, v in sync.get("latency", {}).items() if isinstance(v, dict) and "median_ms" in v}
+    for key, stats in daemon.items():
+        label = "daemons\n(" + key.split("daemons at ")[-1] + " interval)"
+        ax.bar([label], [stats["median_ms"] / 1000], color="grey", label="remember on A -> in B's view (daemons)")
+        ax.errorbar(
+            [label],
+            [stats["median_ms"] / 1000],
+            yerr=[[(stats["median_ms"] - stats["min_ms"]) / 1000], [(stats["max_ms"] - stats["median_ms"]) / 1000]],
+            fmt="none",
+            ecolor="black",
+            capsize=4,
+        )
+    ax.set_ylabel("seconds (median; bar: min–max of the total)")
+    ax.set_title("Sync latency A -> B: a memory written on A, readable on B")
+    ax.grid(True, axis="y", alpha=0.3)
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles, strict=True))
+    ax.legend(unique.values(), unique.keys(), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_peers(peers: dict[str, Any], path: Path) -> bool:
+    names = [n for n in ("soul", "server-memory", "server-memory per word") if n in peers]
+    if not names:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (lat, qual) = plt.subplots(1, 2, figsize=(12, 4.5))
+    x = range(len(names))
+    for off, key, label in ((-0.2, "store", "store one memory"), (0.2, "search", "search one question")):
+        med = [peers[n][key]["median_ms"] for n in names]
+        err = [
+            [peers[n][key]["median_ms"] - peers[n][key]["min_ms"] for n in names],
+            [peers[n][key]["max_ms"] - peers[n][key]["median_ms"] for n in names],
+        ]
+        lat.bar([i + off for i in x], med, width=0.4, yerr=err, capsize=3, label=label)
+    lat.set_xticks(list(x), names)
+    lat.set_yscale("log")
+    lat.set_ylabel("ms over MCP stdio (median; bars: min–max)")
+    lat.set_title("Latency, same MCP client")
+    lat.legend(fontsize=8)
+    lat.grid(True, axis="y", alpha=0.3)
+    for off, qset in ((-0.2, "paraphrase"), (0.2, "keyword")):
+        qual.bar([i + off for i in x], [peers[n][qset]["hit@5"] for n in names], width=0.4, label=f"{qset} questions")
+    qual.set_xticks(list(x), names)
+    qual.set_ylim(0, 1.05)
+    qual.set_ylabel("hit@5 (answer in the top 5)")
+    qual.set_title("Recall quality on tests/data/recall_eval.json")
+    qual.legend(fontsize=8)
+    qual.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# ---------------------------------------------------------------------- markdown
+
+
+def flatten(obj: Any, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every {median_ms, min_ms, max_ms} found in another engineer's JSON, with its path."""
+    if isinstance(obj, dict):
+        if "median_ms" in obj and "min_ms" in obj:
+            return [(prefix, obj)]
+        out = []
+        for key, value in obj.items():
+            if key in ("machine",):
+                continue
+            out += flatten(value, f"{prefix} / {key}" if prefix else str(key))
+        return out
+    if isinstance(obj, list):
+        out = []
+        for i, value in enumerate(obj):
+            tag = str(value.get("memories", i)) if isinstance(value, dict) else str(i)
+            out += flatten(value, f"{prefix} [{tag}]")
+        return out
+    return []
+
+
+def section_noise(full: dict[str, Any]) -> list[str]:
+    m, noise = full["machine"], full["noise"]
+    lines = [
+        "## Machine and noise",
+        "",
+        f"- Run at {full['at']} (UTC), {'quick smoke run' if full.get('quick') else 'full run'},"
+        f" wall time {full.get('wall_s')} s.",
+        f"- {m['cpu']}, {m['cpus']} cpus, {m['memory_gb']} GB RAM; {m['platform']}; Python {m['python']};"
+        f" {m['git']}; node {m['node']}.",
+        f"- Load average (1, 5, 15 min) before: {noise['load_before']}, after: {noise['load_after']}. With"
+        f" {m['cpus']} cpus, a load above {m['cpus']} means work waited for a cpu: the machine was shared with"
+        " other builds and test suites while this ran, so absolute times are pessimistic and spreads (min–max)"
+        " are wide. Ratios to floors measured in the same run are the steadier figures.",
+        "",
+        "| step | status | seconds | load before | load after |",
+        "| --- | --- | ---: | --- | --- |",
+    ]
+    for name, step in full["steps"].items():
+        stale = "" if step.get("fresh", True) else " (older JSON reported)"
+        lines.append(
+            f"| {name} | {step.get('status')}{stale} | {step.get('seconds', '')} |"
+            f" {step.get('load_before', '')} | {step.get('load_after', '')} |"
+        )
+    return [*lines, ""]
+
+
+def section_floors(res: dict[str, Any]) -> list[str]:
+    fl = res.get("floors", {}).get("results", {})
+    cli = res.get("cli", {}).get("results", {})
+    scale = res.get("scale", {}).get("sizes", [])
+    py, git = fl.get("python -c pass"), fl.get("git add + commit one line")
+    emb = fl.get("fastembed query embedding (model loaded)")
+    lines = [
+        "## Floors and ratios",
+        "",
+        "What the tools under soul cost on their own, in the same run. A ratio of 1.0× would mean soul adds"
+        " nothing on top.",
+        "",
+        "| floor | median (min–max), ms |",
+        "| --- | ---: |",
+    ]
+    for key, stats in fl.items():
+        if "median_ms" in stats:
+            lines.append(f"| {key} | {ms(stats)} |")
+    for n, stats in fl.get("numpy brute-force top-10 (random unit vectors)", {}).items():
+        lines.append(f"| numpy top-10 over {int(n):,} random vectors | {ms(stats)} |")
+    lines += ["", "| soul figure | median (min–max), ms | ratio to floor |", "| --- | ---: | --- |"]
+    rem = cli.get("soul remember (with local commit)") or (scale[0].get("remember") if scale else None)
+    if rem and py and git:
+        both = py["median_ms"] + git["median_ms"]
+        lines.append(
+            f"| soul remember (process, with its commit) | {ms(rem)} | {ratio(rem, float(both))} of"
+            " python start + git commit |"
+        )
+    if cli.get("soul get") and py:
+        lines.append(f"| soul get (process) | {ms(cli['soul get'])} | {ratio(cli['soul get'], py)} of python start |")
+    for row in scale:
+        n = f"{row['memories']:,}"
+        warm, floor = row.get("recall_warm_in_process"), row.get("numpy_floor_same_vectors")
+        if warm and floor and emb:
+            lines.append(
+                f"| recall at {n}, warm in process | {ms(warm)} |"
+                f" {ratio(warm, float(emb['median_ms'] + floor['median_ms']))} of query embedding +"
+                " numpy brute force |"
+            )
+        if row.get("recall_warm_process") and py:
+            lines.append(
+                f"| soul recall at {n}, process, daemon warm | {ms(row['recall_warm_process'])} |"
+                f" {ratio(row['recall_warm_process'], py)} of python start |"
+            )
+    return [*lines, ""]
+
+
+def section_peers(peers: dict[str, Any], has_plot: bool) -> list[str]:
+    if "soul" not in peers:
+        return ["## Peers", "", "Not measured in this run.", ""]
+    lines = [
+        "## Peers on the same data, through the same MCP client",
+        "",
+        f"Data: `{peers.get('eval_set')}` (60 memories; {peers['soul']['paraphrase']['questions']} paraphrase"
+        f" and {peers['soul']['keyword']['questions']} keyword questions). Each server is spawned over stdio by"
+        " the official Python MCP SDK client. `server-memory` is `@modelcontextprotocol/server-memory`"
+        f" {peers.get('server_memory_version', '')} from the npm registry; its search is a substring match of"
+        ' the whole query, so it is also measured "per word" (one search per word of 4+ letters, ranked by'
+        " words matched: the best an agent can do with it; its latency is the sum of those calls).",
+        "",
+        "| server | store, ms | search, ms | paraphrase hit@1 / hit@5 / MRR | keyword hit@1 / hit@5 / MRR |",
+        "| --- | ---: | ---: | --- | --- |",
+    ]
+    for name in ("soul", "server-memory", "server-memory per word"):
+        if name not in peers:
+            continue
+        p = peers[name]
+        q = [f"{p[s]['hit@1']:.2f} / {p[s]['hit@5']:.2f} / {p[s]['mrr@5']:.2f}" for s in ("paraphrase", "keyword")]
+        lines.append(f"| {name} | {ms(p['store'])} | {ms(p['search'])} | {q[0]} | {q[1]} |")
+    lines += [
+        "",
+        "| peer | store time / soul's | search time / soul's | hit@5 soul minus peer (paraphrase, keyword) |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    for name, r in peers.get("ratios", {}).items():
+        d = r["hit@5_soul_minus_peer"]
+        lines.append(
+            f"| {name} | {r['store_peer_over_soul']:.2f}× | {r['search_peer_over_soul']:.2f}× |"
+            f" {d['paraphrase']:+.2f}, {d['keyword']:+.2f} |"
+        )
+    lines += [
+        "",
+        "Soul's store includes the semantic duplicate check being off (so all 60 memories are kept, as"
+        " in the peer), its append to the log and its local git commit; its search embeds the question with"
+        " the offline MiniLM model and runs hybrid (vector + BM25) search. The reference server keeps one"
+        " JSON file, rewritten on each write, and has no semantic search.",
+        "",
+    ]
+    py = peers.get("python_peer", {})
+    lines += [f"Python memory server from PyPI: {'ran' if py.get('ran') else 'none ran'}. {py.get('reason', '')}", ""]
+    if has_plot:
+        lines += ["![peers](img/peers.png)", ""]
+    return lines
+
+
+def section_scale(scale: dict[str, Any], plots: dict[str, bool]) -> list[str]:
+    rows = scale.get("sizes", [])
+    if not rows:
+        return ["## Scale series", "", "Not measured in this run.", ""]
+    lines = [
+        "## Scale series: 1k, 10k, 100k memories",
+        "",
+        f"One soul grows through the sizes; each figure is the median of {scale.get('repeat')} runs (cold"
+        f" recall: {scale.get('cold_runs')}; rebuild: 2–3) with min–max. Texts are memory-like sentences of"
+        " 30–600 characters (median ≈ 90). The first"
+        f" {scale.get('pool_embedded_for_real')} memories are embedded for real by the offline model; the"
+        " vectors of the others are seeded into the embedding cache as noisy copies of those, so rebuild"
+        " times exclude embedding (the first-build line gives the real embedding throughput).",
+        "",
+        "| figure | " + " | ".join(f"{r['memories']:,}" for r in rows) + " |",
+        "| --- | " + " | ".join("---:" for _ in rows) + " |",
+    ]
+    for key, label in SCALE_LINES:
+        lines.append(f"| {label}, ms | " + " | ".join(ms(r.get(key)) for r in rows) + " |")
+    lines.append(
+        "| A remember -> B has it (remember + 2 syncs), ms | "
+        + " | ".join(ms(r.get("a_to_b", {}).get("total")) for r in rows)
+        + " |"
+    )
+    mb = 1e6
+    for key, label in (
+        ("git_bytes", ".git"),
+        ("worktree_bytes", "logs (work tree)"),
+        ("index_and_cache_bytes", "index + embedding cache (.soul)"),
+    ):
+        lines.append(f"| {label}, MB | " + " | ".join(f"{r['disk'][key] / mb:.1f}" for r in rows) + " |")
+    lines.append(
+        "| daemon RSS warm (peak), MB | "
+        + " | ".join(
+            f"{r.get('daemon_rss_bytes', 0) / mb:.0f} ({r.get('daemon_peak_rss_bytes', 0) / mb:.0f})" for r in rows
+        )
+        + " |"
+    )
+    first = rows[0].get("first_build_with_embedding_s")
+    if first:
+        lines += [
+            "",
+            f"First index build at {rows[0]['memories']:,} memories, embedding every text with the offline"
+            f" model: {first} s ({rows[0]['memories'] / first:.0f} memories/s on this loaded machine).",
+        ]
+    if plots.get("scale"):
+        lines += ["", "![latency vs memories](img/scale_latency.png)"]
+    if plots.get("sync"):
+        lines += ["", "![sync latency A -> B](img/sync_latency.png)"]
+    return [*lines, ""]
+
+
+def section_others(res: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Per-area benchmarks",
+        "",
+        "Figures from the per-area scripts (their own JSON in `bench/results/`), as medians (min–max) in ms.",
+    ]
+    for name in ("cli", "recall", "sync", "mcp", "import"):
+        data = res.get(name)
+        if not data:
+            lines += ["", f"### {name}", "", "Not measured in this run (script missing or failed)."]
+            continue
+        flat = flatten({k: v for k, v in data.items() if k not in ("benchmark", "at")})
+        lines += ["", f"### {name}", "", "| figure | median (min–max), ms |", "| --- | ---: |"]
+        lines += [f"| {path} | {ms(stats)} |" for path, stats in flat[:40]]
+        scalars = {k: v for k, v in data.items() if isinstance(v, int | float) and k not in ("n",)}
+        if scalars:
+            lines += ["", ", ".join(f"{k}: {v}" for k, v in scalars.items())]
+    return [*lines, ""]
+
+
+def write(full: dict[str, Any], img_dir: Path, report: Path) -> None:
+    res = full["results"]
+    img_dir.mkdir(parents=True, exist_ok=True)
+    plots = {
+        "scale": plot_scale(res.get("scale", {}), img_dir / "scale_latency.png"),
+        "sync": plot_sync(res.get("scale", {}), res.get("sync", {}), img_dir / "sync_latency.png"),
+        "peers": plot_peers(res.get("peers", {}), img_dir / "peers.png"),
+    }
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (`bench/run_all.py`; `--quick` for a smoke run). Raw numbers, with every"
+        " sample count: `bench/results.json`. Each figure is a median of repeated runs with its min and max.",
+        "",
+    ]
+    lines += section_noise(full)
+    lines += section_floors(res)
+    lines += section_peers(res.get("peers", {}), plots["peers"])
+    lines += section_scale(res.get("scale", {}), plots)
+    lines += section_others(res)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
