@@ -42,10 +42,11 @@ from common import MODEL_DIR, ROOT, SOUL, summarize, write_results
 EVAL = ROOT / "tests" / "data" / "recall_eval.json"
 PEERS = ROOT / "bench" / ".peers"
 NPM_PACKAGE = "@modelcontextprotocol/server-memory"
+MMS_PACKAGE = "mcp-memory-service-lite"
 PYTHON_PEER_NOTE = (
-    "No Python memory server from PyPI ran offline with the local model here. Tried: basic-memory "
-    "(requires Python >= 3.12; this machine has 3.11, so pip finds no installable version) and "
-    "mcp-memory-service-lite (see the `python_peer` entry for what happened)."
+    "mcp-memory-service-lite runs offline once the same all-MiniLM-L6-v2 ONNX files are placed in its model "
+    "cache, with pysqlite3-binary standing in for this Python's sqlite3 (built without extension loading, "
+    "which sqlite-vec needs). basic-memory was also considered: it needs Python >= 3.12 (this machine has 3.11)."
 )
 Search = Callable[[Any, str], Awaitable[tuple[list[int], float]]]
 
@@ -181,22 +182,82 @@ async def run_server_memory(base: Path, data: dict[str, Any], repeat: int, per_w
     return out
 
 
-def python_peer(base: Path) -> dict[str, Any]:
-    """Try the PyPI candidate installed in bench/.peers/mms (if any); report why it could not run."""
-    exe = PEERS / "mms" / "bin" / "memory"
+def install_mcp_memory_service() -> Path:
+    """`mcp-memory-service-lite` (ONNX MiniLM + sqlite-vec) in its own venv under bench/.peers/mms.
+
+    This machine's Python cannot load SQLite extensions, which sqlite-vec needs: pysqlite3-binary is
+    installed beside it and a .pth line makes it the `sqlite3` module of that venv only."""
+    venv = PEERS / "mms"
+    exe = venv / "bin" / "memory"
     if not exe.exists():
-        return {
-            "ran": False,
-            "reason": PYTHON_PEER_NOTE + " mcp-memory-service-lite was not installed in bench/.peers/mms.",
-        }
-    return {"ran": False, "reason": PYTHON_PEER_NOTE}
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", MMS_PACKAGE, "pysqlite3-binary"],
+                       check=True, capture_output=True, timeout=1200)  # fmt: skip
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    shim = site / "zz_bench_sqlite.pth"
+    if not shim.exists():
+        shim.write_text(
+            "import sys, pysqlite3; sys.modules['sqlite3'] = pysqlite3;"
+            " sys.modules['sqlite3.dbapi2'] = pysqlite3.dbapi2\n"
+        )
+    return exe
+
+
+def mms_version() -> str:
+    dist = list((PEERS / "mms" / "lib").glob("python3*/site-packages/mcp_memory_service_lite-*.dist-info"))
+    return dist[0].name.split("-")[1] if dist else "?"
+
+
+async def run_mcp_memory_service(base: Path, data: dict[str, Any], repeat: int) -> dict[str, Any]:
+    """Offline: our local MiniLM ONNX files are put where the server caches its (same) model."""
+    exe = install_mcp_memory_service()
+    home = base / "mms-home"
+    model = home / ".cache" / "mcp_memory" / "onnx_models" / "all-MiniLM-L6-v2" / "onnx"
+    model.mkdir(parents=True, exist_ok=True)
+    for f in MODEL_DIR.iterdir():
+        shutil.copy(f, model / f.name)
+    env = {"HOME": str(home), "MCP_MEMORY_USE_ONNX": "1", "MCP_MEMORY_ONNX_ALLOW_DOWNLOAD": "0",
+           "MCP_MEMORY_ALLOW_HASH_EMBEDDINGS": "0", "MCP_MEMORY_STORAGE_BACKEND": "sqlite_vec",
+           "MCP_MEMORY_BASE_DIR": str(base / "mms-data"), "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    hashes: dict[str, int] = {}
+
+    async def store(i: int, memory: str) -> None:
+        # conversation_id turns its semantic de-duplication off, as soul's is off here: every memory is kept.
+        args = {"content": memory, "conversation_id": "bench", "metadata": {"tags": ["fact"]}}
+        res = await call(session, "memory_store", args)
+        found = re.search(r"hash: ([0-9a-f]{64})", text_of(res))
+        if not found:
+            raise RuntimeError(f"memory_store: {text_of(res)[:300]}")
+        hashes[found.group(1)] = i
+
+    async def search(sess: Any, query: str) -> tuple[list[int], float]:
+        start = time.perf_counter()
+        res = await call(sess, "memory_search", {"query": query, "limit": 5})
+        took = time.perf_counter() - start
+        return [hashes.get(h, -1) for h in re.findall(r"Hash: ([0-9a-f]{64})", text_of(res))], took
+
+    started = time.perf_counter()
+    async with client(str(exe), ["server"], env) as session:
+        ready = time.perf_counter() - started
+        await call(session, "memory_search", {"query": "warm up", "limit": 1})
+        out = await evaluate(session, store, search, data, repeat)
+    out["startup_s"] = round(ready, 3)
+    return out
+
+
+def python_peer(base: Path, data: dict[str, Any], repeat: int) -> dict[str, Any]:
+    try:
+        result = anyio.run(run_mcp_memory_service, base, data, repeat)
+    except Exception as exc:  # a peer that cannot run offline is a finding, not a crash
+        return {"ran": False, "reason": f"{MMS_PACKAGE} did not run offline: {str(exc)[:500]}"}
+    return {"ran": True, "package": f"{MMS_PACKAGE} {mms_version()}", "reason": PYTHON_PEER_NOTE, "results": result}
 
 
 def ratios(result: dict[str, Any]) -> dict[str, Any]:
     soul = result["soul"]
     out: dict[str, Any] = {}
     for name, peer in result.items():
-        if name == "soul" or not isinstance(peer, dict) or "store" not in peer:
+        if name in ("soul", "python_peer") or not isinstance(peer, dict) or "store" not in peer:
             continue
         out[name] = {
             "store_peer_over_soul": round(peer["store"]["median_ms"] / soul["store"]["median_ms"], 3),
@@ -219,7 +280,9 @@ def run(repeat: int, quick: bool = False) -> dict[str, Any]:
         result["server-memory"] = anyio.run(run_server_memory, base, data, repeat, False)
         result["server-memory per word"] = anyio.run(run_server_memory, base, data, repeat, True)
         result["server_memory_version"] = npm_version()
-        result["python_peer"] = python_peer(base)
+        result["python_peer"] = python_peer(base, data, repeat)
+        if result["python_peer"]["ran"]:
+            result["mcp-memory-service"] = result["python_peer"].pop("results")
         result["ratios"] = ratios(result)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -229,7 +292,9 @@ def run(repeat: int, quick: bool = False) -> dict[str, Any]:
 def print_rows(result: dict[str, Any]) -> None:
     print("\nPeers on tests/data/recall_eval.json (same MCP client, stdio)")
     print(f"{'server':<26} {'store ms':>9} {'search ms':>10} {'para hit@5':>11} {'kw hit@5':>9} {'para MRR':>9}")
-    for name in ("soul", "server-memory", "server-memory per word"):
+    for name in ("soul", "server-memory", "server-memory per word", "mcp-memory-service"):
+        if name not in result:
+            continue
         r = result[name]
         print(
             f"{name:<26} {r['store']['median_ms']:>9.1f} {r['search']['median_ms']:>10.1f}"

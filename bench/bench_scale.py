@@ -7,9 +7,9 @@ B pushed 3 memories), the A -> B sync latency (A remembers and syncs, B syncs), 
 disk, and the RSS of the daemon (`soul daemon start`, warmed by recalls through its socket).
 
 Setup speed: events are written with `soul.store.append_events` in batches and committed once. The
-first 1,000 memories are embedded for real by the offline MiniLM model (their build time is the
-embedding throughput); the vectors of later memories are seeded into the embedding cache as noisy
-copies of those real vectors, so index build, search and sync run on real code and realistic data
+first `--pool` memories (300) are embedded for real by the offline MiniLM model (timed: the embedding
+throughput); the vectors of all other memories are seeded into the embedding cache as noisy copies of
+those real vectors, so index build, search and sync run on real code and realistic data
 without spending hours embedding. Recall *quality* is measured elsewhere (bench_recall, bench_peers).
 
     /work/venv/bin/python bench/bench_scale.py [--sizes 1000,10000,100000] [--repeat 5] [--quick]
@@ -24,6 +24,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,6 @@ from bench_floors import numpy_topk_floor
 from common import MODEL_DIR, ROOT, SOUL, summarize, write_results
 
 EVAL = ROOT / "tests" / "data" / "recall_eval.json"
-POOL = 1000  # memories embedded for real; later vectors are noisy copies of these
 FILLER_TEXT = (
     "because the team agreed after the review that this is simpler to maintain and we should keep it "
     "until the next release when we revisit the decision with the people on call and the budget owner"
@@ -126,6 +126,20 @@ def append_memories(env: Env, texts: list[str]) -> None:
     env.git(env.a, "commit", "-q", "-m", f"bench: {len(texts)} memories")
 
 
+def embed_pool(env: Env, pool_texts: list[str]) -> float:
+    """Embed the pool for real into the soul's embedding cache (model loaded first); returns seconds."""
+    from soul import embed
+    from soul.core import Soul
+
+    idx = Soul.open(env.a, "a").index()
+    emb = idx.embedder
+    start = time.perf_counter()
+    embed.embed_cached(emb, idx.cache, pool_texts)
+    took = time.perf_counter() - start
+    idx.cache.close()
+    return took
+
+
 def seed_vectors(env: Env, pool_texts: list[str], texts: list[str], rng_seed: int) -> None:
     """Noisy copies of the real pool vectors, stored under the keys the index will look up."""
     import numpy as np
@@ -145,19 +159,14 @@ def seed_vectors(env: Env, pool_texts: list[str], texts: list[str], rng_seed: in
     cache.close()
 
 
-def index_figures(env: Env, repeat: int, queries: list[str], first_build: bool) -> dict[str, Any]:
-    """Rebuild (and the first, embedding build), warm in-process recall, numpy floor on the same vectors."""
+def index_figures(env: Env, repeat: int, queries: list[str]) -> dict[str, Any]:
+    """Index rebuild (vectors cached), warm in-process recall, numpy floor on the same vectors."""
     from soul.core import Soul
 
     soul = Soul.open(env.a, "a")
     idx = soul.index()
     _ = idx.embedder  # model load is timed by the floors, not here
     out: dict[str, Any] = {}
-    if first_build:
-        start = time.perf_counter()
-        idx.rebuild()
-        took = time.perf_counter() - start
-        out["first_build_with_embedding_s"] = round(took, 2)
     rebuilds = []
     for _ in range(repeat):
         fresh = Soul.open(env.a, "a").index()
@@ -259,7 +268,8 @@ def rss(pid: int) -> dict[str, int]:
     return {"daemon_rss_bytes": fields.get("VmRSS", 0), "daemon_peak_rss_bytes": fields.get("VmHWM", 0)}
 
 
-def run(sizes: list[int], repeat: int, cold_runs: int, seed: int = 42) -> dict[str, Any]:
+def run(sizes: list[int], repeat: int, cold_runs: int, pool: int, seed: int = 42) -> dict[str, Any]:
+    """`pool` memories are embedded for real; every other vector is a noisy copy of one of theirs."""
     rng = random.Random(seed)
     queries = [q for q, _ in json.loads(EVAL.read_text())["paraphrase"][:8]]
     base = Path(tempfile.mkdtemp(prefix="soul-scale-"))
@@ -273,25 +283,39 @@ def run(sizes: list[int], repeat: int, cold_runs: int, seed: int = 42) -> dict[s
         for n in sorted(sizes):
             t0 = time.perf_counter()
             texts = make_texts(rng, have, n - have)
-            if not pool_texts:
-                pool_texts = texts[:POOL]
             append_memories(env, texts)
-            if have:
-                seed_vectors(env, pool_texts, texts, seed + n)
-            setup_s = time.perf_counter() - t0
-            row: dict[str, Any] = {"memories": n, "setup_s": round(setup_s, 2)}
+            row: dict[str, Any] = {"memories": n}
+            if not pool_texts:
+                pool_texts = texts[:pool]
+                took = embed_pool(env, pool_texts)
+                row["pool_embedding_s"] = round(took, 2)
+                row["embedding_per_s"] = round(len(pool_texts) / took, 1)
+                texts = texts[pool:]
+            seed_vectors(env, pool_texts, texts, seed + n)
+            row["setup_s"] = round(time.perf_counter() - t0, 2)
             rebuilds = max(1, repeat // 2) if n >= 100_000 else repeat // 2 + 1
-            row.update(index_figures(env, rebuilds, queries, first_build=not rows))
+            row.update(index_figures(env, rebuilds, queries))
             row.update(cli_figures(env, n, repeat, cold_runs))
             row.update(daemon_figures(env, repeat))
             rows.append(row)
+            # Written after every size: a run stopped by its time limit still reports the sizes it finished.
+            write_results(
+                "scale",
+                {
+                    "sizes": rows,
+                    "pool_embedded_for_real": pool,
+                    "repeat": repeat,
+                    "cold_runs": cold_runs,
+                    "partial": True,
+                },
+            )
             print(json.dumps({k: v for k, v in row.items() if k != "a_to_b"}), flush=True)
             have = n
     finally:
         if old_home is not None:
             os.environ["HOME"] = old_home
         shutil.rmtree(base, ignore_errors=True)
-    return {"sizes": rows, "pool_embedded_for_real": POOL, "repeat": repeat, "cold_runs": cold_runs}
+    return {"sizes": rows, "pool_embedded_for_real": pool, "repeat": repeat, "cold_runs": cold_runs}
 
 
 def print_rows(result: dict[str, Any]) -> None:
@@ -320,11 +344,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated memory counts")
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure")
     parser.add_argument("--cold-runs", type=int, default=3, help="runs of the cold `soul recall` process")
-    parser.add_argument("--quick", action="store_true", help="sizes 300,1000 and 2 runs: a smoke run")
+    parser.add_argument("--pool", type=int, default=300, help="memories embedded for real (the rest: noisy copies)")
+    parser.add_argument("--quick", action="store_true", help="sizes 200,500, 2 runs, pool 50: a smoke run")
     args = parser.parse_args()
+    # A time limit (SIGTERM from run_all) unwinds normally: the daemon is stopped, temp dirs removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.quick:
-        args.sizes, args.repeat, args.cold_runs = "300,1000", 2, 1
-    result = run([int(s) for s in args.sizes.split(",") if s], args.repeat, args.cold_runs)
+        args.sizes, args.repeat, args.cold_runs, args.pool = "200,500", 2, 1, 50
+    result = run([int(s) for s in args.sizes.split(",") if s], args.repeat, args.cold_runs, args.pool)
     print_rows(result)
     print(f"written {write_results('scale', result)}")
 

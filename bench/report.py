@@ -58,9 +58,10 @@ def plot_scale(scale: dict[str, Any], path: Path) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     xs = [r["memories"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [2.2, 1]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 6.4), gridspec_kw={"width_ratios": [2.2, 1]})
     for key, label in SCALE_LINES:
         pts = [(r["memories"], r[key]) for r in rows if key in r]
         if not pts:
@@ -74,11 +75,12 @@ def plot_scale(scale: dict[str, Any], path: Path) -> bool:
     left.set_xscale("log")
     left.set_yscale("log")
     left.set_xticks(xs, [f"{x:,}" for x in xs])
+    left.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     left.set_xlabel("memories in the soul")
     left.set_ylabel("latency, ms (median; bars: min–max)")
     left.set_title("Latency vs number of memories")
     left.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=8, loc="upper left")
+    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     mb = 1e6
     right.plot(xs, [r["disk"]["git_bytes"] / mb for r in rows], marker="o", label="git repository (.git)")
     right.plot(xs, [r["disk"]["worktree_bytes"] / mb for r in rows], marker="o", label="logs in the work tree")
@@ -87,11 +89,12 @@ def plot_scale(scale: dict[str, Any], path: Path) -> bool:
     right.set_xscale("log")
     right.set_yscale("log")
     right.set_xticks(xs, [f"{x:,}" for x in xs])
+    right.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     right.set_xlabel("memories in the soul")
     right.set_ylabel("MB")
     right.set_title("Disk and memory")
     right.grid(True, which="both", alpha=0.3)
-    right.legend(fontsize=8, loc="upper left")
+    right.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -351,7 +354,7 @@ def section_scale(scale: dict[str, Any], plots: dict[str, bool]) -> list[str]:
         " 30–600 characters (median ≈ 90). The first"
         f" {scale.get('pool_embedded_for_real')} memories are embedded for real by the offline model; the"
         " vectors of the others are seeded into the embedding cache as noisy copies of those, so rebuild"
-        " times exclude embedding (the first-build line gives the real embedding throughput).",
+        " times exclude embedding (the embedding throughput is given below the table).",
         "",
         "| figure | " + " | ".join(f"{r['memories']:,}" for r in rows) + " |",
         "| --- | " + " | ".join("---:" for _ in rows) + " |",

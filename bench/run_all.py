@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,25 +33,25 @@ sys.path.insert(0, str(HERE))
 # name -> (script, full args, quick args, time limit in seconds for the full run)
 STEPS: dict[str, tuple[str, list[str], list[str], int]] = {
     "floors": ("bench_floors.py", ["--repeat", "10"], ["--repeat", "3", "--sizes", "1000,10000"], 300),
-    "cli": ("bench_cli.py", ["--repeat", "10"], ["--repeat", "3"], 240),
-    "recall": ("bench_recall.py", ["--sizes", "1000", "--runs", "3"], ["--sizes", "200", "--runs", "1"], 600),
+    "cli": ("bench_cli.py", ["--repeat", "8"], ["--repeat", "3"], 240),
+    "recall": ("bench_recall.py", ["--sizes", "300", "--runs", "3"], ["--sizes", "100", "--runs", "1"], 420),
     "sync": (
         "bench_sync.py",
-        ["--repeat", "6", "--latency-samples", "5"],
-        ["--repeat", "2", "--latency-samples", "2"],
-        420,
+        ["--repeat", "5", "--latency-samples", "3"],
+        ["--repeat", "2", "--latency-samples", "1"],
+        360,
     ),
     "mcp": (
         "bench_mcp.py",
-        ["--memories", "1000", "--rounds", "40", "--spawns", "3", "--broadcasts", "4"],
-        ["--memories", "100", "--rounds", "5", "--spawns", "1", "--broadcasts", "1", "--lexical"],
-        480,
+        ["--memories", "300", "--rounds", "30", "--spawns", "3", "--broadcasts", "3"],
+        ["--memories", "50", "--rounds", "5", "--spawns", "1", "--broadcasts", "1", "--lexical"],
+        360,
     ),
-    "import": ("bench_import.py", ["--n", "10000", "--runs", "2"], ["--n", "500", "--runs", "1"], 300),
-    "peers": ("bench_peers.py", ["--repeat", "3"], ["--quick"], 480),
+    "import": ("bench_import.py", ["--n", "10000", "--runs", "1"], ["--n", "300", "--runs", "1"], 240),
+    "peers": ("bench_peers.py", ["--repeat", "2"], ["--quick"], 600),
     "scale": (
         "bench_scale.py",
-        ["--sizes", "1000,10000,100000", "--repeat", "5", "--cold-runs", "3"],
+        ["--sizes", "1000,10000,100000", "--repeat", "4", "--cold-runs", "2"],
         ["--quick"],
         1500,
     ),
@@ -103,17 +104,21 @@ def run_step(name: str, quick: bool, logs: Path) -> dict[str, Any]:
     before = (RESULTS / f"{name}.json").stat().st_mtime if (RESULTS / f"{name}.json").exists() else 0.0
     start = time.perf_counter()
     with (logs / f"{name}.log").open("w") as log:
+        # Own session: on timeout the whole group goes (a script may have started daemons or servers).
+        proc = subprocess.Popen(
+            [sys.executable, str(path), *args], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
         try:
-            proc = subprocess.run(
-                [sys.executable, str(path), *args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=limit if not quick else 600,
-                cwd=ROOT,
-            )
-            record["status"] = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+            code = proc.wait(timeout=limit if not quick else 600)
+            record["status"] = "ok" if code == 0 else f"failed (exit {code})"
         except subprocess.TimeoutExpired:
-            record["status"] = f"timed out after {limit} s"
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            record["status"] = f"timed out after {limit if not quick else 600} s"
     record["seconds"] = round(time.perf_counter() - start, 1)
     record["load_after"] = loadavg()
     out = RESULTS / f"{name}.json"
@@ -220,15 +225,18 @@ def main() -> None:
                 f" load {steps[name]['load_after'][0]}",
                 flush=True,
             )
+    ran = list(steps)
     steps = {**previous.get("steps", {}), **steps}
     results = collect(steps, RESULTS)
     if quick_out:
         for name in results:
             (quick_out / f"{name}.json").write_text(json.dumps(results[name], indent=2) + "\n")
-        for path in RESULTS.glob("*.json"):
-            path.unlink()
-        for fname, content in saved.items():
-            (RESULTS / fname).write_bytes(content)
+        for name in ran:
+            fname = f"{name}.json"
+            if fname in saved:
+                (RESULTS / fname).write_bytes(saved[fname])
+            else:
+                (RESULTS / fname).unlink(missing_ok=True)
     meta = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_s": round(time.time() - started, 1) if not args.report_only else previous.get("wall_s"),

@@ -1,8 +1,9 @@
 """The client side of real-time broadcast: subscribe to a server's `/events` and hear every change.
 
 `Subscriber(url, token, on_change)` runs in a background thread: it keeps one Server-Sent Events
-stream open, calls `on_change(event)` for each `changed` event (and once after a reconnect if the
-head moved while it was away), and reconnects with exponential backoff and jitter. Polling by the
+stream open, calls `on_change(event)` for each `changed` event (and for the `hello` that opens a
+stream when its head is new to it: on the first connection, and after a reconnect if the head moved
+while it was away), and reconnects with exponential backoff and jitter. Polling by the
 daemon stays the fallback, so a broken stream only costs latency, never data.
 
 Also owns bearer-token files for both sides: a token file is used only when it belongs to this
@@ -178,8 +179,9 @@ class Subscriber:
         previous = self.last_head
         if isinstance(head, str):
             self.last_head = head
-        if kind == "changed" or (kind == "hello" and previous is not None and head != previous):
-            # A hello with a new head means changes happened while we were disconnected.
+        if kind == "changed" or (kind == "hello" and (previous is None or head != previous)):
+            # A hello with a head we have not seen means changes happened before we were listening
+            # (or while we were disconnected): one pull now closes that gap.
             self.events += 1
             try:
                 self.on_change(event)

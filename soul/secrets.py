@@ -44,9 +44,9 @@ __all__ = ["Finding", "check", "check_value", "is_never_sync_path", "scan"]
 # Thresholds (bits per character, Shannon entropy of the candidate itself). See docs/secret-guard.md.
 TOKEN_MIN_ENTROPY = 3.0  # provider formats: the prefix is the evidence, this only drops "ghp_xxxx…"
 GENERIC_MIN_LENGTH = 8
-GENERIC_MIN_ENTROPY = 2.75  # keyword/prose values with 3+ character classes ("Passw0rd" is 2.75)
+GENERIC_MIN_ENTROPY = 2.75  # values with 3+ character classes; "Passw0rd" is exactly 2.75
 GENERIC_TWO_CLASS_MIN_LENGTH = 16
-GENERIC_TWO_CLASS_MIN_ENTROPY = 3.3  # e.g. hex or base32: 32 random hex chars average ~3.65
+GENERIC_TWO_CLASS_MIN_ENTROPY = 3.0  # hex or base32 secrets: 32 random hex chars score 3.1-3.9
 MAX_VALUE = 1000  # longer keyword/prose values are not judged (the `re` patterns stop there)
 PEM_MIN_LINE = 40  # a key pasted without its footer must still show one full-width base64 line
 
@@ -57,7 +57,7 @@ _URLSAFE = _WORD + "-"
 _B64 = _ALNUM + "+/"
 _CROCKFORD = frozenset("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 _HEX = frozenset("0123456789abcdefABCDEF")
-_SEPARATORS = str.maketrans(dict.fromkeys("_-./@:\\+,=|;", " "))
+_SEPARATORS = str.maketrans(dict.fromkeys("_-./@:\\+,=|;~", " "))
 _DROP_B64 = str.maketrans(dict.fromkeys(_B64 + "=", None))
 _C_LOG_C = (0.0, *(c * math.log2(c) for c in range(1, 1025)))
 _DIGIT_SET = frozenset(_DIGITS)
@@ -182,9 +182,9 @@ def _looks_like_credential(value: str, *, quoted: bool) -> bool:
         return False
     if _is_words(value):
         return False
-    # Unquoted values in code are usually expressions (`os.environ["X"]`) or paths (`~/.pw`). Keys
+    # Paths (`~/.config/x.token`, quoted or not) and, unquoted, expressions (`os.environ["X"]`). Keys
     # and tokens never hold a space: a quoted value that does is prose or code (`"a = f(x)"`).
-    if not quoted and (value[0] in "/~." or not _CODE_CHARS.isdisjoint(value)):
+    if value.startswith(("/", "~/", "./", "../")) or (not quoted and not _CODE_CHARS.isdisjoint(value)):
         return False
     if " " in value or "\t" in value:
         return False
@@ -424,9 +424,9 @@ class _Rule:
         self.name = name
         self.pattern = pattern  # RE2 ∩ `re` syntax, no capture groups (see _Scanner._compile)
         self.needles = needles  # lower-case; the rule runs only if one of them occurs in the text
-        self.accept = accept  # (text, start, end) of a match -> the credential's span, or None
+        self.accept = accept  # (text, match start, match end, memo) -> the credential's span, or None
         self.edge = edge  # characters that may not touch the credential on either side
-        self.anchored = anchored  # the match starts at the credential: enter each token run once
+        self.anchored = anchored  # a token rule: it may only start where a run of `edge` starts
         self.icase = icase
         self.tier = tier  # 0: a known format; 1: generic. Known formats win overlaps.
 

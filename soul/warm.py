@@ -107,6 +107,8 @@ def recall(
     reply = request(soul, {"op": "recall", "query": query, "k": k, **filters})
     if reply is not None:
         if reply.get("ok") and isinstance(reply.get("hits"), list):
+            if reply.get("warning"):
+                _warn_once(f"soul: warning: {reply['warning']}")
             return list(reply["hits"])
         if reply.get("code") == UsageError.exit_code:
             raise UsageError(str(reply.get("error")), hint=reply.get("hint"))
@@ -230,7 +232,13 @@ class WarmServer:
                 index = self.soul.index()
                 return {"ok": True, "pid": os.getpid(), "home": str(self.soul.home), "embedder": index.embedder.id}
             if req.get("op") == "recall":
-                return {"ok": True, "hits": self._recall(req)}
+                hits = self._recall(req)
+                emb = self.soul.index().embedder
+                if emb.fallback:
+                    # The server's stderr is nobody's terminal: the client prints this one.
+                    reason = f"{emb.reason}; using the lexical fallback (exact words only, no meaning)"
+                    return {"ok": True, "hits": hits, "warning": reason}
+                return {"ok": True, "hits": hits}
             return {"ok": False, "error": f"unknown op {req.get('op')!r}", "code": 2}
         except SoulError as exc:
             return {"ok": False, "error": exc.message, "hint": exc.hint, "code": exc.exit_code}

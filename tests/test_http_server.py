@@ -317,14 +317,59 @@ def test_subscriber_reconnects_after_the_server_restarts(tmp_path: Path) -> None
     srv = Server(home, "srv", home / ".soul" / "server.token", {})
     sub, events = subscribe(srv)
     try:
+        assert wait_for(lambda: len(events) == 1, 10)  # the first hello: one pull to catch up
+        seen = len(events)
         srv.stop()
         assert wait_for(lambda: not sub.connected, 30)
         run_soul("remember", "changed while the server was down", home=home, instance="srv")
         again = Server(home, "srv", home / ".soul" / "server.token", {}, port=srv.port)
         try:
             # The hello after reconnecting carries a new head: the subscriber reports the change it missed.
-            assert wait_for(lambda: sub.connected and len(events) >= 1, 60), (sub.last_error, events)
+            assert wait_for(lambda: sub.connected and len(events) > seen, 60), (sub.last_error, events)
+            assert events[-1]["type"] == "hello" and events[-1]["head"] != events[0]["head"]
         finally:
             again.stop()
     finally:
         sub.stop()
+
+
+# ---------------------------------------------------------------------- the client side, in-process
+
+
+def test_events_url_and_sse_parsing_and_backoff() -> None:
+    from soul.errors import UsageError
+    from soul.events_client import backoff, events_url, parse_sse
+
+    assert events_url("https://soul.example.net") == "https://soul.example.net/events"
+    assert events_url("http://127.0.0.1:8765/events/") == "http://127.0.0.1:8765/events"
+    for bad in ("http://h/events?token=abc", "https://user:pw@h", "ftp://h", "soul.example.net"):
+        with pytest.raises(UsageError):
+            events_url(bad)
+    lines = ["retry: 1000", "", "event: changed", 'data: {"type": "changed",', 'data: "head": "abc"}', "",
+             ": comment", "data: not json", "", 'data: {"type": "heartbeat"}', ""]  # fmt: skip
+    assert list(parse_sse(iter(lines))) == [{"type": "changed", "head": "abc"}, {"type": "heartbeat"}]
+    waits = [backoff(n) for n in range(1, 20)]
+    assert all(0.25 <= w <= 60 for w in waits) and max(waits) > 25  # grows, capped, jittered
+
+
+def test_client_token_files_must_be_private(tmp_path: Path) -> None:
+    from soul.errors import UsageError
+    from soul.events_client import client_token, read_token_file
+
+    home = tmp_path / "soul"
+    (home / ".soul").mkdir(parents=True)
+    assert client_token(home, {"sync": {}}) is None  # no token file: the server needs none
+    path = home / ".soul" / "server.token"
+    path.write_text("t" * 43 + "\n")
+    path.chmod(0o640)
+    with pytest.raises(UsageError, match="readable by group or others"):
+        client_token(home, {"sync": {}})
+    path.chmod(0o600)
+    assert client_token(home, {"sync": {}}) == "t" * 43
+    short = tmp_path / "short.token"
+    short.write_text("abc")
+    short.chmod(0o600)
+    with pytest.raises(UsageError, match="usable token"):
+        read_token_file(short)
+    with pytest.raises(UsageError, match="usable token"):  # [sync] token_file wins over the default
+        client_token(home, {"sync": {"token_file": str(short)}})

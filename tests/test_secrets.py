@@ -228,6 +228,8 @@ PROSE_AND_CODE = [
     "token_expires: 2024-01-15T10:30:00Z",
     "author: Jane Doe <jane@example.com>",
     "password_file = /etc/app/password.txt",
+    'token_file = "~/.config/soul/server.token"',
+    "export PASSWORD_FILE=./secrets/db.pass",
     "secret_version = read_write_token_v2",
     # references and stand-ins
     "api_key = ${env:OPENAI_API_KEY}",

@@ -52,6 +52,7 @@ def test_server_answers_like_in_process(core: Any) -> None:
         assert ping and ping["ok"] and ping["pid"] == os.getpid()
         reply = warm.request(core, {"op": "recall", "query": "Hansen boiler", "k": 2})
         assert reply and reply["ok"]
+        assert "lexical" in reply["warning"]  # the fallback is reported to the client, not hidden
         local = Soul(core.home, core.instance).index().search("Hansen boiler", k=2)
         assert [h["id"] for h in reply["hits"]] == [h["id"] for h in local]
         assert reply["hits"][0]["id"] == ids[0]

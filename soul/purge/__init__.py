@@ -335,7 +335,7 @@ def on_fetch(soul: Soul, remote_ref: str) -> None:
         "role": "follower",
         "purge": ",".join(pending),
         "ids": sorted(removed),
-        "needles": [],
+        "needles": rewrite.needles(gone),
         "done": [],
         "at": now_iso(),
     }

@@ -59,13 +59,29 @@ class LineFilter:
         return any(isinstance(event.get(f), str) and event[f] in self.removed for f in LINK_FIELDS)
 
     def split(self, data: bytes) -> tuple[bytes, list[bytes]]:
-        """(kept bytes, dropped lines) of a log's content."""
-        if not self.touches(data):
+        """(kept bytes, dropped lines) of a log's content; only lines naming a removed id are parsed."""
+        if self._quick is None:
             return data, []
         kept: list[bytes] = []
         dropped: list[bytes] = []
-        for line in data.splitlines(keepends=True):
-            (dropped if self.drops(line) else kept).append(line)
+        pos = 0  # everything before pos is decided
+        for hit in self._quick.finditer(data):
+            if hit.start() < pos:
+                continue  # another hit on a line already decided
+            start = data.rfind(b"\n", 0, hit.start()) + 1
+            end = data.find(b"\n", hit.end())
+            end = len(data) if end < 0 else end + 1
+            line = data[start:end]
+            if self.drops(line):
+                kept.append(data[pos:start])
+                dropped.append(line)
+                pos = end
+            else:
+                kept.append(data[pos:end])
+                pos = end
+        if not dropped:
+            return data, []
+        kept.append(data[pos:])
         return b"".join(kept), dropped
 
 
