@@ -279,7 +279,7 @@ def run(sizes: list[int], repeat: int, cold_runs: int, pool: int, seed: int = 42
     try:
         env = Env(base)
         setup(env)
-        have, pool_texts = 0, []
+        have, pool_texts = 0, list[str]()
         for n in sorted(sizes):
             t0 = time.perf_counter()
             texts = make_texts(rng, have, n - have)

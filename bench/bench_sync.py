@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SOUL, print_table, summarize, time_call, time_process, write_results
-
 from soul.core import Soul
+
+from common import SOUL, print_table, summarize, time_call, time_process, write_results
 
 
 def git(repo: Path, *args: str) -> None:
@@ -47,7 +47,7 @@ def pair(root: Path, interval: int | None = None) -> tuple[Soul, Soul, Path]:
 
 
 def bench_noop(root: Path, repeat: int) -> dict[str, Any]:
-    a, _, remote = pair(root / "noop")
+    a, _, _ = pair(root / "noop")
     a.remember("something so the log exists")
     a.sync()
     return {

@@ -206,6 +206,8 @@ def flatten(obj: Any, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
     if isinstance(obj, dict):
         if "median_ms" in obj and "min_ms" in obj:
             return [(prefix, obj)]
+        if {"median", "min", "max"} <= obj.keys():  # seconds, as some scripts write them
+            return [(prefix, {f"{k}_ms": obj[k] * 1000 for k in ("median", "min", "max")})]
         out = []
         for key, value in obj.items():
             if key in ("machine",):
@@ -219,6 +221,48 @@ def flatten(obj: Any, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
             out += flatten(value, f"{prefix} [{tag}]")
         return out
     return []
+
+
+def section_summary(res: dict[str, Any]) -> list[str]:
+    """Headline findings, each computed from the figures below (nothing typed in by hand)."""
+    lines = ["## Summary", ""]
+    peers = res.get("peers", {})
+    if "soul" in peers:
+        names = [n for n in ("soul", "mcp-memory-service", "server-memory", "server-memory per word") if n in peers]
+        hits = ", ".join(
+            f"{n} {peers[n]['paraphrase']['hit@5']:.2f} / {peers[n]['keyword']['hit@5']:.2f}" for n in names
+        )
+        lines.append(f"- Recall quality, hit@5 on paraphrase / keyword questions: {hits}.")
+        lat = ", ".join(f"{n} {_num(peers[n]['search']['median_ms'])} ms" for n in names)
+        lines.append(f"- Search latency over MCP stdio (median): {lat}.")
+    fl = res.get("floors", {}).get("results", {})
+    cli = res.get("cli", {}).get("results", {})
+    py, git = fl.get("python -c pass"), fl.get("git add + commit one line")
+    rem = cli.get("soul remember (with local commit)")
+    if rem and py and git:
+        lines.append(
+            f"- `soul remember` (a whole process, with its git commit): {_num(rem['median_ms'])} ms,"
+            f" {ratio(rem, float(py['median_ms'] + git['median_ms']))} the floor of python start + git commit"
+            f" ({_num(py['median_ms'])} + {_num(git['median_ms'])} ms on this machine)."
+        )
+    rows = res.get("scale", {}).get("sizes", [])
+    if rows:
+        big = rows[-1]
+        n = f"{big['memories']:,}"
+        warm, floor = big.get("recall_warm_in_process"), big.get("numpy_floor_same_vectors")
+        if warm and floor:
+            lines.append(
+                f"- At {n} memories: recall warm in process {_num(warm['median_ms'])} ms (numpy brute force over"
+                f" the same vectors: {_num(floor['median_ms'])} ms); `soul recall` with the daemon warm"
+                f" {ms(big.get('recall_warm_process'))} ms, cold {ms(big.get('recall_cold_process'))} ms;"
+                f" daemon RSS {big.get('daemon_rss_bytes', 0) / 1e6:.0f} MB;"
+                f" .git {big['disk']['git_bytes'] / 1e6:.1f} MB."
+            )
+        lines.append(
+            f"- `soul sync` with nothing to do: {ms(big.get('sync_noop'))} ms at {n}; a memory written on A is on B"
+            f" after A's and B's syncs in {ms(big.get('a_to_b', {}).get('total'))} ms."
+        )
+    return [*lines, ""]
 
 
 def section_noise(full: dict[str, Any]) -> list[str]:
@@ -406,7 +450,8 @@ def section_others(res: dict[str, Any]) -> list[str]:
             lines += ["", f"### {name}", "", "Not measured in this run (script missing or failed)."]
             continue
         flat = flatten({k: v for k, v in data.items() if k not in ("benchmark", "at")})
-        lines += ["", f"### {name}", "", "| figure | median (min–max), ms |", "| --- | ---: |"]
+        when = f" (JSON written {data['at']})" if "at" in data else ""
+        lines += ["", f"### {name}{when}", "", "| figure | median (min–max), ms |", "| --- | ---: |"]
         lines += [f"| {path} | {ms(stats)} |" for path, stats in flat[:40]]
         scalars = {k: v for k, v in data.items() if isinstance(v, int | float) and k not in ("n",)}
         if scalars:
@@ -429,6 +474,7 @@ def write(full: dict[str, Any], img_dir: Path, report: Path) -> None:
         " sample count: `bench/results.json`. Each figure is a median of repeated runs with its min and max.",
         "",
     ]
+    lines += section_summary(res)
     lines += section_noise(full)
     lines += section_floors(res)
     lines += section_peers(res.get("peers", {}), plots["peers"])

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,20 +94,25 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_step(name: str, quick: bool, logs: Path) -> dict[str, Any]:
+def run_step(name: str, quick: bool, logs: Path, bench: Path = HERE) -> dict[str, Any]:
     script, full, small, limit = STEPS[name]
-    path = HERE / script
+    path = bench / script
+    results_dir = bench / "results"
     record: dict[str, Any] = {"script": f"bench/{script}", "load_before": loadavg()}
     if not path.exists():
         return {**record, "status": "missing", "load_after": loadavg()}
     args = small if quick else full
     record["args"] = args
-    before = (RESULTS / f"{name}.json").stat().st_mtime if (RESULTS / f"{name}.json").exists() else 0.0
+    before = (results_dir / f"{name}.json").stat().st_mtime if (results_dir / f"{name}.json").exists() else 0.0
     start = time.perf_counter()
     with (logs / f"{name}.log").open("w") as log:
         # Own session: on timeout the whole group goes (a script may have started daemons or servers).
         proc = subprocess.Popen(
-            [sys.executable, str(path), *args], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+            [sys.executable, str(path), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=bench.parent,
+            start_new_session=True,
         )
         try:
             code = proc.wait(timeout=limit if not quick else 600)
@@ -121,7 +127,7 @@ def run_step(name: str, quick: bool, logs: Path) -> dict[str, Any]:
             record["status"] = f"timed out after {limit if not quick else 600} s"
     record["seconds"] = round(time.perf_counter() - start, 1)
     record["load_after"] = loadavg()
-    out = RESULTS / f"{name}.json"
+    out = results_dir / f"{name}.json"
     if out.exists() and out.stat().st_mtime > before:
         record["fresh"] = True
     elif out.exists():
@@ -191,8 +197,23 @@ def print_summary(rows: list[tuple[str, str]], meta: dict[str, Any]) -> None:
             print(f"  ! {name}: {step.get('status')}")
 
 
-def snapshot(results_dir: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in results_dir.glob("*.json")} if results_dir.exists() else {}
+def sandbox(out: Path) -> Path:
+    """A copy of bench/ beside links to tests/ and shared/, so a quick run's scripts write their JSON
+    into `out` and never over the full run's numbers in bench/results/ (their paths are relative to
+    their own file)."""
+    work = out / "ws" / ROOT.name
+    (work / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    for script in HERE.glob("*.py"):
+        shutil.copy(script, work / "bench" / script.name)
+    links = {
+        work / "tests": ROOT / "tests",
+        work.parent / "shared": ROOT.parent / "shared",
+        work / "bench" / ".peers": HERE / ".peers",
+    }
+    for link, target in links.items():
+        if target.exists() and not link.exists():
+            link.symlink_to(target, target_is_directory=True)
+    return work / "bench"
 
 
 def main() -> None:
@@ -208,9 +229,8 @@ def main() -> None:
     report = (quick_out / "benchmarks.md") if quick_out else ROOT / "docs" / "benchmarks.md"
     chosen = [s for s in (args.only.split(",") if args.only else STEPS) if s]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    # A quick run must not overwrite the committed numbers of a full run: keep them and put them back.
-    saved = snapshot(RESULTS) if quick_out else {}
-    logs = (quick_out or HERE / ".logs") / "logs"
+    bench = sandbox(quick_out) if quick_out else HERE
+    logs = (quick_out / "logs") if quick_out else HERE / ".logs"
     logs.mkdir(parents=True, exist_ok=True)
     started = time.time()
     load_before = loadavg()
@@ -219,24 +239,14 @@ def main() -> None:
     if not args.report_only:
         for name in chosen:
             print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
-            steps[name] = run_step(name, args.quick, logs)
+            steps[name] = run_step(name, args.quick, logs, bench)
             print(
                 f"    {steps[name]['status']} in {steps[name].get('seconds', 0)} s,"
                 f" load {steps[name]['load_after'][0]}",
                 flush=True,
             )
-    ran = list(steps)
     steps = {**previous.get("steps", {}), **steps}
-    results = collect(steps, RESULTS)
-    if quick_out:
-        for name in results:
-            (quick_out / f"{name}.json").write_text(json.dumps(results[name], indent=2) + "\n")
-        for name in ran:
-            fname = f"{name}.json"
-            if fname in saved:
-                (RESULTS / fname).write_bytes(saved[fname])
-            else:
-                (RESULTS / fname).unlink(missing_ok=True)
+    results = collect(steps, bench / "results")
     meta = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_s": round(time.time() - started, 1) if not args.report_only else previous.get("wall_s"),

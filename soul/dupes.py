@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 SCHEMA = 1
 DB_NAME = "state.sqlite"
-_CATCH_UP_MAX = 20_000  # more new events than this: rebuild instead
+_CATCH_UP_MAX = 50_000  # more new events than this: rebuild instead (above importers.MAX_BATCH)
 _TAIL = 64  # bytes before a stored offset whose hash proves the file was only appended to
 
 _TABLES = """
@@ -80,6 +80,13 @@ def _present(db: sqlite3.Connection, query: str, values: Iterable[str]) -> set[s
         chunk = wanted[start : start + 500]
         found.update(str(r[0]) for r in db.execute(query.format(",".join("?" * len(chunk))), chunk))
     return found
+
+
+def refresh(soul: Soul) -> None:
+    """Catch up now (or rebuild when needed): for sync/the daemon to call after a pull, so the next
+    `soul remember` does not pay for history that arrived out of order."""
+    with _open(soul):
+        return
 
 
 def rebuild(soul: Soul) -> int:
@@ -160,7 +167,7 @@ def _catch_up(home: Path, db: sqlite3.Connection) -> None:
             continue
         if size < offset or _tail_hash(path, offset) != tail:
             raise _OutOfOrder
-        events, new_offset = store.read_log(home, path, offset, final=False)
+        events, new_offset = _read(path, offset)
         pending.append((rel, new_offset, _tail_hash(path, new_offset), events))
     if not pending:
         return
@@ -191,7 +198,7 @@ def _rebuild(home: Path, db: sqlite3.Connection) -> int:
     seen: set[str] = set()
     events: list[store.Event] = []
     for path in store.log_files(home):
-        file_events, end = store.read_log(home, path, 0, final=False)
+        file_events, end = _read(path, 0)
         offsets.append((store._rel(home, path), end, _tail_hash(path, end)))
         for event in file_events:
             if event["id"] not in seen:
@@ -206,9 +213,10 @@ def _rebuild(home: Path, db: sqlite3.Connection) -> int:
         for table in _DROP:
             db.execute(f"DROP TABLE IF EXISTS {table}")
         _create_tables(db)
-        db.executemany("INSERT INTO dupe_mem VALUES (?, ?, ?, ?, ?, ?)", ((k, *v) for k, v in state.mems.items()))
-        db.executemany("INSERT INTO dupe_alias VALUES (?, ?)", state.aliases.items())
-        db.executemany("INSERT INTO dupe_key VALUES (?, ?)", state.keys.items())
+        # Sorted by primary key: appending to a B-tree is much cheaper than inserting at random.
+        db.executemany("INSERT INTO dupe_mem VALUES (?, ?, ?, ?, ?, ?)", sorted((k, *v) for k, v in state.mems.items()))
+        db.executemany("INSERT INTO dupe_alias VALUES (?, ?)", sorted(state.aliases.items()))
+        db.executemany("INSERT INTO dupe_key VALUES (?, ?)", sorted(state.keys.items()))
         db.executemany("INSERT INTO dupe_files VALUES (?, ?, ?)", offsets)
         _set_meta(db, "schema", str(SCHEMA))
         if events:
@@ -218,6 +226,39 @@ def _rebuild(home: Path, db: sqlite3.Connection) -> int:
         db.execute("ROLLBACK")
         raise
     return len(events)
+
+
+def _read(path: Path, offset: int) -> tuple[list[store.Event], int]:
+    """The memory events of `path` after `offset`, reduced to what the index needs (an add keeps
+    its fact key, not its text), read a line at a time; and the offset after the last whole line.
+    Bad lines are skipped here: quarantining them is the store's job when the view reads them."""
+    events: list[store.Event] = []
+    end = offset
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                break  # a write in progress (or a torn tail): not ours to judge yet
+            end += len(raw)
+            event = store.parse_line(raw[:-1])
+            if event is not None and event["op"] in _HANDLERS:
+                small = _compact(event)
+                if small is not None:
+                    events.append(small)
+    return events, end
+
+
+def _compact(e: store.Event) -> store.Event | None:
+    keep: store.Event = {k: e[k] for k in ("op", "id", "at", "by", "target", "source") if k in e}
+    try:
+        if e["op"] == "memory.add":
+            kind, project = str(e.get("kind") or "note"), e.get("project") or None
+            keep.update(kind=kind, project=project, key=fact_key(str(e["text"]), kind, project))
+        elif e["op"] == "memory.update" and isinstance(e.get("text"), str):
+            keep["text"] = e["text"]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # the fold skips an event whose body it cannot use, and so do we
+    return keep
 
 
 def _tail_hash(path: Path, offset: int) -> str:
@@ -341,9 +382,7 @@ def _add(state: _State, e: store.Event) -> None:
     memory_id = str(e["id"])
     if state.mem(memory_id) is not None or state.resolve(memory_id) != memory_id:
         return
-    kind = str(e.get("kind") or "note")
-    project = e.get("project") or None
-    key = fact_key(str(e["text"]), kind, project)
+    kind, project, key = str(e["kind"]), e["project"], str(e["key"])
     owner = state.owner(key)
     if owner is not None and _is_live(state, owner):
         state.add_alias(memory_id, owner)

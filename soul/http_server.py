@@ -298,6 +298,9 @@ class Watcher:
             self.handle.call(run)
         except SoulError as exc:
             log.warning("sync with the upstream repository failed: %s", exc.message)
+        except Exception:
+            # The watcher must outlive any sync failure: announcing changes is its whole job.
+            log.exception("sync with the upstream repository crashed")
 
 
 # ---------------------------------------------------------------------- the app

@@ -108,7 +108,12 @@ class SoulIndex:
         self._table: Any = None
         self.cache = embed.EmbeddingCache(soul.state_dir / "embeddings.sqlite")
         self._mutex = threading.RLock()
+        self._matrix: Any = None
+        # updated_at of the state this handle last wrote or read: a change means another process
+        # wrote the table, and a LanceDB handle does not see other writers until reopened.
+        self._seen: str | None = None
         self.adds_since_optimize = 0
+        self._optimized_fragments = 1
 
     # ------------------------------------------------------------------ parts
 
@@ -200,6 +205,9 @@ class SoulIndex:
             state = read_state(self.soul)
             stamps = log_stamps(self.soul)
             emb = self.embedder
+            if state.get("updated_at") != self._seen:
+                self._forget_handles()
+                self._seen = state.get("updated_at")
             # The schema check opens the table: done once per handle, not on every query.
             if state.get("embedder") != emb.id or not (self._table is not None or self._table_ok(emb.dim)):
                 return self._rebuild(stamps, progress)
@@ -276,6 +284,7 @@ class SoulIndex:
         # holds one reopens the table on error (see search).
         self._open_table().optimize(cleanup_older_than=timedelta(minutes=5))
         self.adds_since_optimize = 0
+        self._optimized_fragments = self.fragments()
 
     def fragments(self) -> int:
         stats = self._open_table().stats()
@@ -283,10 +292,12 @@ class SoulIndex:
         return int(frags["num_fragments"] if isinstance(frags, dict) else frags.num_fragments)
 
     def needs_optimize(self) -> bool:
+        """More than one fragment and more than right after the last compaction (which may not reach 1)."""
         try:
-            return self.fragments() >= 2
+            frags = self.fragments()
         except Exception:
             return False
+        return frags >= 2 and frags > self._optimized_fragments
 
     def _write_state(self, stamps: dict[str, Any]) -> None:
         from soul.ids import now_iso
@@ -305,6 +316,8 @@ class SoulIndex:
             "updated_at": now_iso(),
         }
         fsutil.atomic_write(state_path(self.soul), json.dumps(state, indent=1))
+        self._seen = str(state["updated_at"])
+        self._matrix = None
 
     # ------------------------------------------------------------------ searching
 
@@ -320,52 +333,66 @@ class SoulIndex:
     ) -> list[dict[str, Any]]:
         """Hybrid (vector + BM25) hits, fused; near-duplicates collapsed when configured."""
         where = build_where(kind, tag, project, since)
+        since_iso = where_since(since)
         self.catch_up()
         with self._mutex:
             try:
-                rows = self._query(query, k, where, fusion)
+                rows = self._query(query, k, where, (kind, tag, project, since_iso), fusion)
             except Exception:  # a stale handle (another process rebuilt): reopen once
-                self._table = None
-                self._db = None
-                rows = self._query(query, k, where, fusion)
+                self._forget_handles()
+                rows = self._query(query, k, where, (kind, tag, project, since_iso), fusion)
         return collapse(rows, k, duplicate_threshold(self.soul))
 
-    def _query(self, query: str, k: int, where: str | None, fusion: str | None) -> list[dict[str, Any]]:
-        table = self._open_table()
-        vec = self.embedder.embed_query(query)
+    def _forget_handles(self) -> None:
+        self._table = None
+        self._db = None
+        self._matrix = None
+
+    def matrix(self) -> Any:
+        """The in-memory vector leg for the current table version (see soul/vecsearch.py)."""
+        from soul.vecsearch import Matrix
+
+        if self._matrix is None:
+            self._matrix = Matrix.load(self._open_table(), self.embedder.dim)
+        return self._matrix
+
+    def _query(
+        self, query: str, k: int, where: str | None, filters: tuple[str | None, ...], fusion: str | None
+    ) -> list[dict[str, Any]]:
+        from soul.vecsearch import fuse
+
+        mat = self.matrix()
+        mask = mat.mask(*filters)
         limit = max(k * 3, 30)
-        cols = ["id", "doc", "vector"]
         if not query.strip():
-            builder = table.search().select(cols).limit(max(1, table.count_rows()))
-            if where:
-                builder = builder.where(where)
-            rows = sorted(builder.to_list(), key=lambda r: json.loads(r["doc"])["at"], reverse=True)[:limit]
-            for row in rows:
-                row["_relevance_score"] = 0.0
+            fused = [(row, 0.0) for row in mat.newest(limit, mask)]
         else:
-            builder = table.search(query_type="hybrid", fts_columns="terms").vector(vec).text(query)
+            method = fusion or FUSION
+            vector = mat.top(self.embedder.embed_query(query), limit, mask)
+            builder = self._open_table().search(query, query_type="fts", fts_columns="terms")
             if where:
                 builder = builder.where(where, prefilter=True)
-            rows = builder.select(cols).limit(limit).rerank(reranker(fusion or FUSION)).to_list()
+            found = builder.select(["id"]).limit(limit).to_arrow()
+            fts = [
+                (mat.pos[i], float(score))
+                for i, score in zip(found["id"].to_pylist(), found["_score"].to_pylist(), strict=True)
+                if i in mat.pos
+            ]
+            weight = float(method.split(":", 1)[1]) if method.startswith("linear:") else LINEAR_WEIGHT
+            fused = fuse(vector, fts, "rrf" if method == "rrf" else "linear", weight, RRF_K)
         out = []
-        for row in rows:
-            doc = json.loads(row["doc"])
-            doc["score"] = round(float(row["_relevance_score"]), 6)
-            doc["_vector"] = row["vector"]
+        for row, score in fused[:limit]:
+            doc = mat.doc(row)
+            doc["score"] = round(score, 6)
+            doc["_vector"] = mat.vecs[row]
             out.append(doc)
         return out
 
     def vectors(self) -> tuple[list[str], npt.NDArray[np.float32]]:
-        import numpy as np
-
         self.catch_up()
-        table = self._open_table()
-        data = table.search().select(["id", "vector"]).limit(max(1, table.count_rows())).to_arrow()
-        ids = data["id"].to_pylist()
-        if not ids:
-            return [], np.zeros((0, self.embedder.dim), dtype=np.float32)
-        flat = data["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        return ids, flat.reshape(len(ids), -1).astype(np.float32)
+        with self._mutex:
+            mat = self.matrix()
+            return list(mat.ids), mat.vecs.copy()
 
 
 def _skip_rest_client() -> None:
@@ -388,19 +415,17 @@ def _skip_rest_client() -> None:
         sys.modules[name] = importlib.util.module_from_spec(spec)
 
 
-def reranker(name: str) -> Any:
-    from lancedb.rerankers import LinearCombinationReranker, RRFReranker
-
-    if name == "rrf":
-        return RRFReranker(K=RRF_K)
-    if name.startswith("linear"):
-        weight = float(name.split(":", 1)[1]) if ":" in name else LINEAR_WEIGHT
-        return LinearCombinationReranker(weight=weight)
-    raise UsageError(f"unknown fusion {name!r}", hint="use rrf or linear[:weight]")
-
-
 def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def where_since(since: str | None) -> str | None:
+    """`--since` as the index's timestamp format (`build_where` has already validated it)."""
+    if not since:
+        return None
+    from soul.ids import iso_from_ms, parse_iso
+
+    return iso_from_ms(int(parse_iso(since).timestamp() * 1000))
 
 
 def build_where(kind: str | None, tag: str | None, project: str | None, since: str | None) -> str | None:

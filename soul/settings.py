@@ -32,9 +32,15 @@ def machine_path(home: Path, instance: str) -> Path:
     return home / "settings" / "machines" / f"{instance}.toml"
 
 
+class InvalidKey(SettingsError):
+    """A key that is not a dotted name is bad input, not a broken file: a usage error (exit 2)."""
+
+    exit_code = 2
+
+
 def check_key(key: str) -> list[str]:
     if not _KEY_RE.match(key) or len(key) > 200:
-        raise SettingsError(
+        raise InvalidKey(
             f"invalid settings key {key!r}",
             hint="keys are dotted names of letters, digits, '_' and '-', e.g. editor.tab_width",
         )

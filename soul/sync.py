@@ -87,8 +87,7 @@ def sync(soul: Soul, *, timeout: float = DEFAULT_TIMEOUT, attempts: int = PUSH_A
     deadline = started + timeout
     result = SyncResult()
     try:
-        lock = fsutil.file_lock(soul.state_dir / "sync.lock", timeout=max(1.0, timeout))
-        with lock:
+        with _sync_lock(soul, timeout):
             _run(soul, result, deadline, attempts)
     except OfflineError as exc:
         result.status, result.message = "offline", exc.message
@@ -102,6 +101,18 @@ def sync(soul: Soul, *, timeout: float = DEFAULT_TIMEOUT, attempts: int = PUSH_A
     return result
 
 
+@contextlib.contextmanager
+def _sync_lock(soul: Soul, timeout: float) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(fsutil.file_lock(soul.state_dir / "sync.lock", timeout=max(1.0, timeout)))
+        except SoulError:
+            raise SyncAttention(
+                f"another sync of this soul is still running after {timeout:.0f}s", hint="see `soul daemon status`"
+            ) from None
+        yield
+
+
 def _run(soul: Soul, result: SyncResult, deadline: float, attempts: int) -> None:
     from soul import purge
 
@@ -112,7 +123,7 @@ def _run(soul: Soul, result: SyncResult, deadline: float, attempts: int) -> None
     if not remote_url(soul.home):
         result.status = "local"
         result.message = "no remote configured; nothing to sync (add one with `git remote add origin URL`)"
-        _raise_if_refused(result)
+        _flag_refusals(result)
         return
     tracking = f"refs/remotes/{REMOTE}/{branch}"
     for _attempt in range(attempts):
@@ -125,7 +136,7 @@ def _run(soul: Soul, result: SyncResult, deadline: float, attempts: int) -> None
                 if result.ahead:
                     _merge(soul, result, tracking)
                 else:
-                    _git(soul, ["merge", "--ff-only", "-q", tracking])
+                    _fast_forward(soul, tracking)
                 result.received += received
                 result.ahead, result.behind = ahead_behind(soul.home, tracking)
         if not result.ahead:
@@ -144,13 +155,16 @@ def _run(soul: Soul, result: SyncResult, deadline: float, attempts: int) -> None
     if result.received:
         catch_up_index(soul)
     result.message = f"synced: {result.sent} commit(s) sent, {result.received} received"
-    _raise_if_refused(result)
+    _flag_refusals(result)
 
 
-def _raise_if_refused(result: SyncResult) -> None:
+def _flag_refusals(result: SyncResult) -> None:
+    """Refused files do not stop the sync of everything else, but a person must look (exit 1)."""
     if result.errors:
-        raise SyncAttention(
-            "; ".join(result.errors), hint="move the refused files out of the soul or remove the secret"
+        result.status = "attention"
+        result.message = (
+            f"{result.message}; not committed: {'; '.join(result.errors)} "
+            "(move the file out of the soul, or remove the secret)"
         )
 
 
@@ -440,6 +454,16 @@ def _merge(soul: Soul, result: SyncResult, tracking: str) -> None:
         ) from None
     marker.unlink(missing_ok=True)
     result.conflicts.extend(c.to_fields() for c in conflicts)
+
+
+def _fast_forward(soul: Soul, tracking: str) -> None:
+    """A kill -9 in the middle of the checkout leaves HEAD behind a half-updated tree; the
+    marker lets `recover` put those files back instead of committing them as local edits."""
+    marker = soul.state_dir / MERGE_MARKER
+    head, target = _rev(soul, "HEAD"), _rev(soul, tracking)
+    fsutil.atomic_write(marker, json.dumps({"head": head, "target": target, "at": now_iso(), "ff": True}) + "\n")
+    _git(soul, ["merge", "--ff-only", "-q", target])
+    marker.unlink(missing_ok=True)
 
 
 def _rev(soul: Soul, name: str) -> str:

@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_soul
 
 from soul import daemon as daemon_mod
 from soul.core import Soul
+
+from conftest import run_soul
 
 
 def git(repo: Path, *args: str) -> str:

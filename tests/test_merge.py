@@ -67,7 +67,7 @@ def test_jsonl_keeps_lines_that_are_not_events_and_tolerates_missing_newline() -
 events_st = st.lists(st.integers(min_value=0, max_value=60), unique=True, max_size=25)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(base=events_st, extra_o=events_st, extra_t=events_st)
 def test_jsonl_property_union_exact_once_and_symmetric(base: list[int], extra_o: list[int], extra_t: list[int]) -> None:
     b = b"".join(ev(i) for i in base)
@@ -160,8 +160,8 @@ def test_toml_table_deleted_on_one_side_goes_away() -> None:
 
 
 def test_toml_value_versus_table_conflict_still_parses() -> None:
-    ours = 'a = 1\n'
-    theirs = '[a]\nb = 2\n'
+    ours = "a = 1\n"
+    theirs = "[a]\nb = 2\n"
     text, conflicts = merge_toml(None, ours, theirs, "f.toml", sides("remote"))
     assert text is not None and tomllib.loads(text) == {"a": {"b": 2}}
     assert conflicts[0].key == "a"
@@ -210,7 +210,7 @@ def same(a: Any, b: Any) -> bool:
     return a is b if MISSING in (a, b) else (type(a) is type(b) and a == b)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(base=flat_st, ours=flat_st, theirs=flat_st, policy=st.sampled_from(["local", "remote"]))
 def test_toml_property_keywise_three_way(
     base: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any], policy: str
@@ -236,7 +236,7 @@ def test_toml_property_keywise_three_way(
         assert c.dropped == merge._plain(loser[c.key])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(base=flat_st, ours=flat_st, theirs=flat_st)
 def test_toml_property_newest_converges_whichever_side_merges(
     base: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]

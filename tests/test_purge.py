@@ -170,8 +170,10 @@ def test_kill_at_any_step_then_rerun_finishes(setup: dict[str, Any], step: str) 
     ]
     assert len(list((home / "purges").glob("*.toml"))) == 1
     assert git(home, "status", "--porcelain", "--", "memories") == ""
+    run_soul("sync", home=home)
     pushed = git(remote, "grep", "-h", "keep:", "main", "--", "memories")
-    assert len(pushed.splitlines()) == 3  # the remote has every kept memory, committed
+    assert len(pushed.splitlines()) == 3  # every kept memory, committed and synced
+    assert traces(remote) == []
     _assert_can_push(home)
 
 

@@ -69,3 +69,21 @@ def test_lexical_fallback_finds_exact_words(tmp_path: Path, monkeypatch: pytest.
     core, ids = build(tmp_path / "lexical")
     r1, r5 = measure(core, ids, EVAL["keyword"], index_mod.FUSION)
     assert r5 >= 0.95 and r1 >= 0.85
+
+
+@pytest.mark.semantic
+def test_in_memory_fusion_matches_lancedb_rerankers(tmp_path: Path, model_dir: Path) -> None:
+    """The served path (numpy vector leg + `vecsearch.fuse`) ranks like LanceDB's own hybrid query."""
+    from lancedb.rerankers import LinearCombinationReranker, RRFReranker
+
+    core, _ = build(tmp_path / "same", model_dir)
+    index = core.index()
+    table = index._open_table()
+    rerankers = {"rrf": RRFReranker(K=index_mod.RRF_K), "linear": LinearCombinationReranker(weight=0.8)}
+    for fusion, reranker in rerankers.items():
+        for question, _ in EVAL["paraphrase"] + EVAL["keyword"]:
+            vec = index.embedder.embed_query(question)
+            query = table.search(query_type="hybrid", fts_columns="terms").vector(vec).text(question)
+            theirs = query.select(["id"]).limit(30).rerank(reranker).to_list()
+            ours = index.search(question, k=5, fusion=fusion)
+            assert [h["id"] for h in ours] == [r["id"] for r in theirs[:5]], (fusion, question)

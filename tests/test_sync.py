@@ -10,6 +10,7 @@ import pytest
 
 from soul import sync as sync_mod
 from soul.core import Soul
+
 from conftest import SOUL_BIN, run_soul
 
 
@@ -185,6 +186,26 @@ def test_interrupted_merge_of_ours_is_undone_and_redone(tmp_path: Path, bare_rem
     assert texts(a) == texts(b) == ["alpha memory", "beta memory", "remembered during the merge"]
     assert tree(a) == tree(b)
     assert not (a.state_dir / sync_mod.MERGE_MARKER).exists()
+
+
+def test_interrupted_fast_forward_is_finished_not_committed(tmp_path: Path, bare_remote: Path) -> None:
+    a = first(tmp_path, bare_remote)
+    b = joined(tmp_path, bare_remote, "beta")
+    b.remember("beta memory")
+    b.sync()
+    git(a.home, "fetch", "-q", "origin")
+    head = git(a.home, "rev-parse", "HEAD").strip()
+    target = git(a.home, "rev-parse", "origin/main").strip()
+    (a.state_dir / sync_mod.MERGE_MARKER).write_text(json.dumps({"head": head, "target": target, "ff": True}))
+    rel = next(p for p in git(a.home, "diff", "--name-only", head, target).split() if p.endswith(".jsonl"))
+    half = (a.home / rel).parent
+    half.mkdir(parents=True, exist_ok=True)
+    (a.home / rel).write_text(git(a.home, "show", f"{target}:{rel}")[:40])  # a file cut short by the crash
+    result = a.sync()
+    assert result.status == "synced", result.errors
+    assert any("interrupted" in note for note in result.recovered)
+    assert git(a.home, "rev-parse", "HEAD").strip() == target, "the half-written file became a local commit"
+    assert texts(a) == ["beta memory"]
 
 
 def test_unparseable_toml_stops_the_merge_and_loses_nothing(tmp_path: Path, bare_remote: Path) -> None:

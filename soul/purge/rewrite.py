@@ -21,9 +21,12 @@ import fcntl
 import os
 import re
 import subprocess
-from collections.abc import Iterable
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from soul import fsutil, gitutil, store
 from soul.errors import GitError
@@ -139,10 +142,9 @@ class Stats:
 
 
 class _Blobs:
-    """Reads blobs through one `git cat-file --batch` and remembers each blob's filtered form."""
+    """Reads blobs through one `git cat-file --batch`, one at a time (for the few blobs at ref tips)."""
 
-    def __init__(self, repo: Path, filt: LineFilter) -> None:
-        self.filt = filt
+    def __init__(self, repo: Path) -> None:
         self._proc = subprocess.Popen(
             ["git", "cat-file", "--batch"],
             cwd=repo,
@@ -152,40 +154,64 @@ class _Blobs:
             env=gitutil.git_env(),
             start_new_session=True,
         )
-        self._seen: dict[bytes, tuple[bytes, bytes] | None] = {}
 
     def read(self, sha: bytes) -> bytes:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._proc.stdin.write(sha + b"\n")
         self._proc.stdin.flush()
-        header = self._proc.stdout.readline().split()
-        if len(header) != 3:
-            raise GitError(f"cannot read blob {sha.decode()}")
-        data = self._proc.stdout.read(int(header[2]) + 1)
-        return data[:-1]
-
-    def filtered(self, sha: bytes, path: str, stats: Stats) -> tuple[bytes, bytes] | None:
-        """(mark, blob command) for the filtered copy of `sha`, or None when it keeps every line."""
-        if sha not in self._seen:
-            kept, dropped = self.filt.split(self.read(sha))
-            if dropped:
-                mark = b":%d" % (_BLOB_MARK_BASE + len(self._seen))
-                self._seen[sha] = (mark, b"blob\nmark %s\ndata %d\n%s\n" % (mark, len(kept), kept))
-                stats.blobs += 1
-                stats.dropped.update(dropped)
-                stats.files[path] = max(stats.files.get(path, 0), len(dropped))
-            else:
-                self._seen[sha] = None
-        return self._seen[sha]
+        return _read_one(self._proc.stdout, sha)
 
     def close(self) -> None:
+        _close(self._proc)
+
+
+def _read_one(out: IO[bytes], sha: bytes) -> bytes:
+    header = out.readline().split()
+    if len(header) != 3:
+        raise GitError(f"cannot read blob {sha.decode()}")
+    data = out.read(int(header[2]) + 1)
+    return data[:-1]
+
+
+def _close(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(OSError):
+        if proc.stdin:
+            proc.stdin.close()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _each_blob(repo: Path, shas: list[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    """(sha, content) for every sha, streamed: requests are written by a thread while the answers
+    are read, so there is no round trip per blob and no deadlock on a full pipe."""
+    proc = subprocess.Popen(
+        ["git", "cat-file", "--batch"],
+        cwd=repo,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=gitutil.git_env(),
+        start_new_session=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin = proc.stdin
+
+    def feed() -> None:
         with contextlib.suppress(OSError):
-            if self._proc.stdin:
-                self._proc.stdin.close()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
+            for sha in shas:
+                stdin.write(sha + b"\n")
+            stdin.close()
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        for sha in shas:
+            yield sha, _read_one(proc.stdout, sha)
+    finally:
+        writer.join(timeout=10)
+        _close(proc)
 
 
 def _git_bytes(args: list[str], repo: Path, data: bytes | None = None) -> bytes:
@@ -218,25 +244,106 @@ def plain_refs(repo: Path, include_remotes: bool) -> list[str]:
     return refs
 
 
+_LOG_BLOB = re.compile(rb"^M 100644 ([0-9a-f]{40,64}) (" + store.MEMORIES_DIR.encode() + rb"/[^\n]*\.jsonl)$", re.M)
+
+
 def rewrite_history(repo: Path, filt: LineFilter, rule: MessageRule, refs: list[str], apply: bool) -> Stats:
-    """Apply T to `refs`; with `apply` False only count what would change (the dry run)."""
+    """Apply T to `refs`; with `apply` False only count what would change (the dry run).
+
+    Two passes over the small `--no-data` stream: first every log blob it names is read once and,
+    when it loses lines, its filtered copy is streamed to fast-import as a mark; then the commits
+    are rewritten to use those marks. Nothing large is held in memory."""
     stats = Stats()
     if not refs or not filt.removed:
         return stats
     stream = _git_bytes(
         ["fast-export", "--no-data", "--signed-tags=strip", "--reencode=no", "--use-done-feature", *refs], repo
     )
-    blobs = _Blobs(repo, filt)
+    importer = _Importer(repo) if apply else None
     try:
-        out = _transform(stream, blobs, rule, stats)
-    finally:
-        blobs.close()
-    if apply and stats.rehashed:
-        _git_bytes(["fast-import", "--quiet", "--force", "--done"], repo, out)
+        marks = _filter_blobs(repo, stream, filt, stats, importer)
+        out = _transform(stream, marks, rule, stats)
+        if importer is not None:
+            if stats.rehashed:
+                importer.finish(out)
+            else:
+                importer.abandon()
+    except BaseException as exc:
+        if importer is not None:
+            importer.abandon()
+        if isinstance(exc, OSError):  # fast-import died and closed its pipe
+            raise GitError(f"git fast-import stopped: {exc}") from exc
+        raise
     return stats
 
 
-def _transform(stream: bytes, blobs: _Blobs, rule: MessageRule, stats: Stats) -> bytes:
+class _Importer:
+    """`git fast-import`, fed as we go. Without the final `done` it updates no ref (`--done`)."""
+
+    def __init__(self, repo: Path) -> None:
+        # stderr to a file: nothing reads it while we write, so a pipe could fill and block git.
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finish/abandon
+        self._proc = subprocess.Popen(
+            ["git", "fast-import", "--quiet", "--force", "--done"],
+            cwd=repo,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=self._err,
+            env=gitutil.git_env(),
+            start_new_session=True,
+        )
+        assert self._proc.stdin is not None
+        self.stdin = self._proc.stdin
+        self.stdin.write(b"feature done\n")
+
+    def finish(self, commits: bytes) -> None:
+        self.stdin.write(commits)
+        self.stdin.close()
+        try:
+            code = self._proc.wait(timeout=REWRITE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            raise GitError("git fast-import timed out") from None
+        self._err.seek(0)
+        err = self._err.read().decode("utf-8", "replace")
+        self._err.close()
+        if code != 0:
+            raise GitError(f"git fast-import failed: {gitutil.first_line(err)}")
+
+    def abandon(self) -> None:
+        self._proc.kill()
+        with contextlib.suppress(OSError):
+            self.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=10)
+        self._err.close()
+
+
+def _filter_blobs(
+    repo: Path, stream: bytes, filt: LineFilter, stats: Stats, importer: _Importer | None
+) -> dict[bytes, bytes]:
+    """Filtered copies of the log blobs that lose lines: original sha -> fast-import mark."""
+    paths: dict[bytes, str] = {}
+    for hit in _LOG_BLOB.finditer(stream):
+        paths.setdefault(hit.group(1), hit.group(2).decode("utf-8", "replace"))
+    marks: dict[bytes, bytes] = {}
+    for sha, data in _each_blob(repo, list(paths)):
+        kept, dropped = filt.split(data)
+        if not dropped:
+            continue
+        mark = b":%d" % (_BLOB_MARK_BASE + len(marks))
+        marks[sha] = mark
+        stats.blobs += 1
+        stats.dropped.update(dropped)
+        stats.files[paths[sha]] = max(stats.files.get(paths[sha], 0), len(dropped))
+        if importer is not None:
+            importer.stdin.write(b"blob\nmark %s\ndata %d\n" % (mark, len(kept)))
+            importer.stdin.write(kept)
+            importer.stdin.write(b"\n")
+    return marks
+
+
+def _transform(stream: bytes, marks: dict[bytes, bytes], rule: MessageRule, stats: Stats) -> bytes:
     out: list[bytes] = []
     rehashed: set[bytes] = set()
     pos = 0
@@ -244,8 +351,10 @@ def _transform(stream: bytes, blobs: _Blobs, rule: MessageRule, stats: Stats) ->
         end = stream.index(b"\n", pos) + 1
         line = stream[pos:end]
         pos = end
+        if line == b"feature done\n":
+            continue  # the importer declared it first, before the blobs
         if line.startswith(b"commit "):
-            block, pos = _commit(stream, pos, line, blobs, rule, stats, rehashed)
+            block, pos = _commit(stream, pos, line, marks, rule, stats, rehashed)
             out.append(block)
         elif line.startswith(b"data "):  # a tag message
             size = int(line[5:])
@@ -257,7 +366,13 @@ def _transform(stream: bytes, blobs: _Blobs, rule: MessageRule, stats: Stats) ->
 
 
 def _commit(
-    stream: bytes, pos: int, first: bytes, blobs: _Blobs, rule: MessageRule, stats: Stats, rehashed: set[bytes]
+    stream: bytes,
+    pos: int,
+    first: bytes,
+    marks: dict[bytes, bytes],
+    rule: MessageRule,
+    stats: Stats,
+    rehashed: set[bytes],
 ) -> tuple[bytes, int]:
     head: list[bytes] = [first]
     mark = b""
@@ -276,7 +391,6 @@ def _commit(
     new_message = rule.rewrite(message)
     changed = new_message != message
     parent_moved = False
-    blob_cmds: list[bytes] = []
     ops: list[bytes] = []
     while pos < len(stream):
         end = stream.index(b"\n", pos) + 1
@@ -289,20 +403,16 @@ def _commit(
             parent_moved |= line.split()[1] in rehashed
         elif line.startswith(b"M 100644 "):
             _, mode, sha, path = line.rstrip(b"\n").split(b" ", 3)
-            name = path.decode("utf-8", "replace")
-            if name.startswith(f"{store.MEMORIES_DIR}/") and name.endswith(".jsonl"):
-                found = blobs.filtered(sha, name, stats)
-                if found is not None:
-                    ops[-1] = b"M %s %s %s\n" % (mode, found[0], path)
-                    blob_cmds.append(found[1])
-                    changed = True
+            if sha in marks:
+                ops[-1] = b"M %s %s %s\n" % (mode, marks[sha], path)
+                changed = True
     stats.commits += 1
     stats.changed += changed
     if changed or parent_moved:
         stats.rehashed += 1
         rehashed.add(mark)
     body = b"".join(head) + b"data %d\n" % len(new_message) + new_message + b"".join(ops)
-    return b"".join(blob_cmds) + body, pos
+    return body, pos
 
 
 # ---------------------------------------------------------------------- the working tree
@@ -376,7 +486,7 @@ def tip_logs(repo: Path, refs: list[str]) -> dict[str, list[bytes]]:
             if len(parts) == 3 and parts[1] == "blob" and name.endswith(".jsonl"):
                 shas[parts[2]] = name
     out: dict[str, list[bytes]] = {}
-    blobs = _Blobs(repo, LineFilter(()))
+    blobs = _Blobs(repo)
     try:
         for sha, name in sorted(shas.items()):
             out.setdefault(name, []).extend(blobs.read(sha.encode()).splitlines(keepends=True))

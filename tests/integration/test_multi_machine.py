@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SOUL_BIN, run_soul
 
 from soul.core import Soul
+
+from conftest import SOUL_BIN, run_soul
 
 
 def git(repo: Path, *args: str) -> str:
@@ -154,7 +155,9 @@ def _sync_and_kill(soul: Soul, started: Path) -> None:
         proc.wait(timeout=30)
 
 
-@pytest.mark.parametrize("moment", ["commit", "merge", "push"])
+@pytest.mark.parametrize(
+    "moment", [pytest.param("commit", marks=pytest.mark.slow), "merge", pytest.param("push", marks=pytest.mark.slow)]
+)
 def test_kill_9_then_recover(trio: list[Soul], tmp_path: Path, moment: str) -> None:
     a, b, _ = trio
     flag, started = tmp_path / "hang-once", tmp_path / "hook-started"
@@ -262,7 +265,7 @@ def test_http_remote_that_accepts_and_never_answers_exits_3(trio: list[Soul]) ->
 
 
 class _Unauthorized(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         self.send_response(401)
         self.send_header("WWW-Authenticate", 'Basic realm="soul"')
         self.send_header("Content-Length", "0")
@@ -290,6 +293,7 @@ def test_credential_prompt_never_hangs(trio: list[Soul]) -> None:
 # ---------------------------------------------------------------------- write storm + daemon
 
 
+@pytest.mark.slow
 def test_write_storm_then_daemon(trio: list[Soul], bare_remote: Path) -> None:
     a, b, _ = trio
     path = a.home / "soul.toml"

@@ -109,7 +109,7 @@ def _git(repo: Path, *args: str) -> str:
 
 def test_sync_state_machine(tmp_path: Path) -> None:
     run_state_machine_as_test(
-        lambda: SyncMachine(tmp_path), settings=settings(max_examples=4, stateful_step_count=12, deadline=None)
+        lambda: SyncMachine(tmp_path), settings=settings(max_examples=3, stateful_step_count=12, deadline=None)
     )
 
 

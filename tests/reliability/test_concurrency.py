@@ -167,7 +167,7 @@ def mixed_run(tmp_path: Path, bare_remote: Path, cli_each: int, mcp_count: int, 
 
 
 def test_writers_daemon_and_mcp_at_once(tmp_path: Path, bare_remote: Path, ledger: Ledger) -> None:
-    result = mixed_run(tmp_path, bare_remote, cli_each=6, mcp_count=25, core_each=25)
+    result = mixed_run(tmp_path, bare_remote, cli_each=3, mcp_count=12, core_each=12)
     ledger.add("test_concurrency", acknowledged=result["expected"], data_lost=0, daemons=1, mcp_servers=1)
 
 

@@ -5,6 +5,7 @@ MCP tool arguments are fuzzed in test_injection.py's neighbour, test_mcp_fuzz (o
 
 from __future__ import annotations
 
+import hashlib
 import os
 import statistics
 import subprocess
@@ -24,6 +25,9 @@ from soul import secrets, store
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
 # ---------------------------------------------------------------------- the JSONL reader
+
+# Quarantining fsyncs; on tmpfs that is free, so the fuzzer spends its time on inputs.
+SHM = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 _EVENT = st.fixed_dictionaries(
     {
@@ -254,7 +258,7 @@ def test_option_like_values_land_as_text_and_never_reach_git_as_options(
     stored = {(e["text"], tuple(e["tags"]), e.get("project")) for e in memory_events(home)}
     for value in ["--output=x", "--upload-pack=touch PWNED", "-rf", "--exec=x"]:
         assert (value, (value,), value) in stored
-    for args in (["show", "--", "--output=x"], ["forget", "--", "--upload-pack=touch PWNED"]):
+    for args in (["show", "--", "--output=x"], ["forget", "--", "--upload-pack=touch PWNED"], ["unset", "--", "-rf"]):
         proc = _soul(home, env, *args)
         assert proc.returncode in (1, 2) and proc.stderr.startswith("soul:"), proc.stderr
         cases += 1
@@ -280,7 +284,6 @@ def test_option_like_values_land_as_text_and_never_reach_git_as_options(
         ["set", "../x", "1"],
         ["set", "--", "--output=x", "1"],
         ["get", "--", "--output=x"],
-        ["unset", "--", "-rf"],
     ],
 )
 def test_path_like_and_option_like_names_are_refused_with_exit_2(
