@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--big-mb", type=int, default=0, help="also import a jsonl file of this many MB")
     args = parser.parse_args()
     results: dict[str, object] = {"n": args.n, "runs": args.runs, "cpus": os.cpu_count()}
+    results["load_average_at_start"] = round(os.getloadavg()[0], 1)  # this machine is shared: say how busy
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -130,6 +131,8 @@ def main() -> None:
             home = fresh_soul(root, "big")
             seconds, report, peak_kb = timed_import(home, "jsonl", big)
             results["big"] = {
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "load_average": round(os.getloadavg()[0], 1),
                 "mb": round(big.stat().st_size / 2**20, 1),
                 "memories": report["imported"],
                 "seconds": round(seconds, 2),
@@ -142,6 +145,11 @@ def main() -> None:
         print(f"big file: {results['big']}")
     out = ROOT / "bench" / "results" / "import.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    if "big" not in results and out.exists():
+        # A run without --big-mb keeps the last big-file measurement (it takes minutes).
+        previous = json.loads(out.read_text())
+        if "big" in previous:
+            results["big"] = previous["big"]
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
 

@@ -205,7 +205,7 @@ def install_mcp_memory_service() -> Path:
 
 def mms_version() -> str:
     dist = list((PEERS / "mms" / "lib").glob("python3*/site-packages/mcp_memory_service_lite-*.dist-info"))
-    return dist[0].name.split("-")[1] if dist else "?"
+    return dist[0].name.removesuffix(".dist-info").split("-")[-1] if dist else "?"
 
 
 async def run_mcp_memory_service(base: Path, data: dict[str, Any], repeat: int) -> dict[str, Any]:

@@ -60,9 +60,6 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,5000")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    from soul import purge
-    from soul.core import Soul
-
     rows = []
     data: dict[str, object] = {}
     for n in (int(x) for x in args.sizes.split(",")):
@@ -74,15 +71,23 @@ def main() -> None:
                 copy = Path(tmp) / f"c{r}"
                 shutil.copytree(base, copy, symlinks=True)
                 copies.append(copy)
-            plan_t = time_call(lambda: purge.plan(Soul.open(base, "alpha"), [secret], None), args.repeat)
-            it = iter(copies)
-            apply_t = time_call(lambda: purge.run(Soul.open(next(it), "alpha"), [secret], None, True), args.repeat)
+            plan_t, apply_t = _plan_and_apply(base, copies, secret)
             follow_t, hooks_t = _follow(Path(tmp), base, secret, args.repeat)
         for name, stats in (("plan", plan_t), ("purge --yes", apply_t), ("follow", follow_t), ("hooks", hooks_t)):
             rows.append((f"{name} ({n} commits)", stats, ""))
             data[f"{name} n={n}"] = stats
     print_table("soul purge", rows)
     print(write_results("purge", {"results": data}))
+
+
+def _plan_and_apply(base: Path, copies: list[Path], secret: str) -> tuple[dict[str, float], dict[str, float]]:
+    from soul import purge
+    from soul.core import Soul
+
+    plan_t = time_call(lambda: purge.plan(Soul.open(base, "alpha"), [secret], None), len(copies))
+    it = iter(copies)
+    apply_t = time_call(lambda: purge.run(Soul.open(next(it), "alpha"), [secret], None, True), len(copies))
+    return plan_t, apply_t
 
 
 def _follow(tmp: Path, base: Path, secret: str, repeat: int) -> tuple[dict[str, float], dict[str, float]]:

@@ -23,14 +23,21 @@ SCALE_LINES = [
 
 
 def ms(s: dict[str, Any] | None) -> str:
+    """'median (min–max) unit', in seconds when the median is 10 s or more."""
     if not s or "median_ms" not in s:
         return "n/a"
-    return f"{_num(s['median_ms'])} ({_num(s['min_ms'])}–{_num(s['max_ms'])})"
+    scale, unit = (1000.0, "s") if s["median_ms"] >= 10_000 else (1.0, "ms")
+    return f"{_num(s['median_ms'] / scale)} ({_num(s['min_ms'] / scale)}–{_num(s['max_ms'] / scale)}) {unit}"
+
+
+def one(s: dict[str, Any] | None) -> str:
+    """The median alone, with its unit."""
+    if not s or "median_ms" not in s:
+        return "n/a"
+    return f"{_num(s['median_ms'] / 1000)} s" if s["median_ms"] >= 10_000 else f"{_num(s['median_ms'])} ms"
 
 
 def _num(x: float) -> str:
-    if x >= 10_000:
-        return f"{x / 1000:.1f} s"
     if x >= 100:
         return f"{x:.0f}"
     if x >= 1:
@@ -161,7 +168,7 @@ def plot_sync(scale: dict[str, Any], sync: dict[str, Any], path: Path) -> bool:
 
 
 def plot_peers(peers: dict[str, Any], path: Path) -> bool:
-    names = [n for n in ("soul", "server-memory", "server-memory per word") if n in peers]
+    names = [n for n in ("soul", "mcp-memory-service", "server-memory", "server-memory per word") if n in peers]
     if not names:
         return False
     import matplotlib
@@ -169,7 +176,7 @@ def plot_peers(peers: dict[str, Any], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (lat, qual) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (lat, qual) = plt.subplots(1, 2, figsize=(14, 4.8))
     x = range(len(names))
     for off, key, label in ((-0.2, "store", "store one memory"), (0.2, "search", "search one question")):
         med = [peers[n][key]["median_ms"] for n in names]
@@ -187,10 +194,10 @@ def plot_peers(peers: dict[str, Any], path: Path) -> bool:
     for off, qset in ((-0.2, "paraphrase"), (0.2, "keyword")):
         qual.bar([i + off for i in x], [peers[n][qset]["hit@5"] for n in names], width=0.4, label=f"{qset} questions")
     qual.set_xticks(list(x), names)
-    qual.set_ylim(0, 1.05)
+    qual.set_ylim(0, 1.2)
     qual.set_ylabel("hit@5 (answer in the top 5)")
     qual.set_title("Recall quality on tests/data/recall_eval.json")
-    qual.legend(fontsize=8)
+    qual.legend(fontsize=8, loc="upper center", ncol=2)
     qual.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -229,11 +236,13 @@ def section_summary(res: dict[str, Any]) -> list[str]:
     peers = res.get("peers", {})
     if "soul" in peers:
         names = [n for n in ("soul", "mcp-memory-service", "server-memory", "server-memory per word") if n in peers]
-        hits = ", ".join(
-            f"{n} {peers[n]['paraphrase']['hit@5']:.2f} / {peers[n]['keyword']['hit@5']:.2f}" for n in names
+        hits = "; ".join(
+            f"{n} {peers[n]['paraphrase']['hit@5']:.2f} ({peers[n]['paraphrase']['mrr@5']:.2f}) /"
+            f" {peers[n]['keyword']['hit@5']:.2f} ({peers[n]['keyword']['mrr@5']:.2f})"
+            for n in names
         )
-        lines.append(f"- Recall quality, hit@5 on paraphrase / keyword questions: {hits}.")
-        lat = ", ".join(f"{n} {_num(peers[n]['search']['median_ms'])} ms" for n in names)
+        lines.append(f"- Recall quality, hit@5 (MRR@5) on paraphrase / keyword questions: {hits}.")
+        lat = ", ".join(f"{n} {one(peers[n]['search'])}" for n in names)
         lines.append(f"- Search latency over MCP stdio (median): {lat}.")
     fl = res.get("floors", {}).get("results", {})
     cli = res.get("cli", {}).get("results", {})
@@ -241,9 +250,9 @@ def section_summary(res: dict[str, Any]) -> list[str]:
     rem = cli.get("soul remember (with local commit)")
     if rem and py and git:
         lines.append(
-            f"- `soul remember` (a whole process, with its git commit): {_num(rem['median_ms'])} ms,"
+            f"- `soul remember` (a whole process, with its git commit): {one(rem)},"
             f" {ratio(rem, float(py['median_ms'] + git['median_ms']))} the floor of python start + git commit"
-            f" ({_num(py['median_ms'])} + {_num(git['median_ms'])} ms on this machine)."
+            f" ({one(py)} + {one(git)} on this machine)."
         )
     rows = res.get("scale", {}).get("sizes", [])
     if rows:
@@ -252,15 +261,15 @@ def section_summary(res: dict[str, Any]) -> list[str]:
         warm, floor = big.get("recall_warm_in_process"), big.get("numpy_floor_same_vectors")
         if warm and floor:
             lines.append(
-                f"- At {n} memories: recall warm in process {_num(warm['median_ms'])} ms (numpy brute force over"
-                f" the same vectors: {_num(floor['median_ms'])} ms); `soul recall` with the daemon warm"
-                f" {ms(big.get('recall_warm_process'))} ms, cold {ms(big.get('recall_cold_process'))} ms;"
+                f"- At {n} memories: recall warm in process {one(warm)} (numpy brute force over"
+                f" the same vectors: {one(floor)}); `soul recall` with the daemon warm"
+                f" {ms(big.get('recall_warm_process'))}, cold {ms(big.get('recall_cold_process'))};"
                 f" daemon RSS {big.get('daemon_rss_bytes', 0) / 1e6:.0f} MB;"
                 f" .git {big['disk']['git_bytes'] / 1e6:.1f} MB."
             )
         lines.append(
-            f"- `soul sync` with nothing to do: {ms(big.get('sync_noop'))} ms at {n}; a memory written on A is on B"
-            f" after A's and B's syncs in {ms(big.get('a_to_b', {}).get('total'))} ms."
+            f"- `soul sync` with nothing to do: {ms(big.get('sync_noop'))} at {n}; a memory written on A is on B"
+            f" after A's and B's syncs in {ms(big.get('a_to_b', {}).get('total'))}."
         )
     return [*lines, ""]
 
@@ -272,6 +281,11 @@ def section_noise(full: dict[str, Any]) -> list[str]:
         "",
         f"- Run at {full['at']} (UTC), {'quick smoke run' if full.get('quick') else 'full run'},"
         f" wall time {full.get('wall_s')} s.",
+        *(
+            [f"- Steps run again afterwards (same report): {', '.join(', '.join(r['steps']) for r in full['rerun'])}."]
+            if full.get("rerun")
+            else []
+        ),
         f"- {m['cpu']}, {m['cpus']} cpus, {m['memory_gb']} GB RAM; {m['platform']}; Python {m['python']};"
         f" {m['git']}; node {m['node']}.",
         f"- Load average (1, 5, 15 min) before: {noise['load_before']}, after: {noise['load_after']}. With"
@@ -303,7 +317,7 @@ def section_floors(res: dict[str, Any]) -> list[str]:
         "What the tools under soul cost on their own, in the same run. A ratio of 1.0× would mean soul adds"
         " nothing on top.",
         "",
-        "| floor | median (min–max), ms |",
+        "| floor | median (min–max) |",
         "| --- | ---: |",
     ]
     for key, stats in fl.items():
@@ -311,7 +325,7 @@ def section_floors(res: dict[str, Any]) -> list[str]:
             lines.append(f"| {key} | {ms(stats)} |")
     for n, stats in fl.get("numpy brute-force top-10 (random unit vectors)", {}).items():
         lines.append(f"| numpy top-10 over {int(n):,} random vectors | {ms(stats)} |")
-    lines += ["", "| soul figure | median (min–max), ms | ratio to floor |", "| --- | ---: | --- |"]
+    lines += ["", "| soul figure | median (min–max) | ratio to floor |", "| --- | ---: | --- |"]
     rem = cli.get("soul remember (with local commit)") or (scale[0].get("remember") if scale else None)
     if rem and py and git:
         both = py["median_ms"] + git["median_ms"]
@@ -349,12 +363,15 @@ def section_peers(peers: dict[str, Any], has_plot: bool) -> list[str]:
         " the official Python MCP SDK client. `server-memory` is `@modelcontextprotocol/server-memory`"
         f" {peers.get('server_memory_version', '')} from the npm registry; its search is a substring match of"
         ' the whole query, so it is also measured "per word" (one search per word of 4+ letters, ranked by'
-        " words matched: the best an agent can do with it; its latency is the sum of those calls).",
+        " words matched: the best an agent can do with it; its latency is the sum of those calls)."
+        f" `mcp-memory-service` is {peers.get('python_peer', {}).get('package', 'mcp-memory-service-lite')} from"
+        " PyPI (`memory server`, sqlite-vec storage, the same all-MiniLM-L6-v2 model through ONNX, its semantic"
+        " search mode), run offline as described below.",
         "",
-        "| server | store, ms | search, ms | paraphrase hit@1 / hit@5 / MRR | keyword hit@1 / hit@5 / MRR |",
+        "| server | store | search | paraphrase hit@1 / hit@5 / MRR | keyword hit@1 / hit@5 / MRR |",
         "| --- | ---: | ---: | --- | --- |",
     ]
-    for name in ("soul", "server-memory", "server-memory per word"):
+    for name in ("soul", "mcp-memory-service", "server-memory", "server-memory per word"):
         if name not in peers:
             continue
         p = peers[name]
@@ -373,10 +390,11 @@ def section_peers(peers: dict[str, Any], has_plot: bool) -> list[str]:
         )
     lines += [
         "",
-        "Soul's store includes the semantic duplicate check being off (so all 60 memories are kept, as"
-        " in the peer), its append to the log and its local git commit; its search embeds the question with"
-        " the offline MiniLM model and runs hybrid (vector + BM25) search. The reference server keeps one"
-        " JSON file, rewritten on each write, and has no semantic search.",
+        "Both semantic servers had their semantic de-duplication turned off (soul: `duplicate_threshold = false`;"
+        " mcp-memory-service: a `conversation_id` on each store), so all 60 memories are kept as in the reference"
+        " server. Soul's store is an append to its log plus a local git commit; its search embeds the question"
+        " with the offline MiniLM model and runs hybrid (vector + BM25) search. The reference server rewrites"
+        " one JSON file on each write and has no semantic search.",
         "",
     ]
     py = peers.get("python_peer", {})
@@ -394,7 +412,8 @@ def section_scale(scale: dict[str, Any], plots: dict[str, bool]) -> list[str]:
         "## Scale series: 1k, 10k, 100k memories",
         "",
         f"One soul grows through the sizes; each figure is the median of {scale.get('repeat')} runs (cold"
-        f" recall: {scale.get('cold_runs')}; rebuild: 2–3) with min–max. Texts are memory-like sentences of"
+        f" recall: {scale.get('cold_runs')}; rebuild: {rows[-1].get('rebuild', {}).get('n', '?')}–"
+        f"{rows[0].get('rebuild', {}).get('n', '?')}) with min–max. Texts are memory-like sentences of"
         " 30–600 characters (median ≈ 90). The first"
         f" {scale.get('pool_embedded_for_real')} memories are embedded for real by the offline model; the"
         " vectors of the others are seeded into the embedding cache as noisy copies of those, so rebuild"
@@ -404,9 +423,9 @@ def section_scale(scale: dict[str, Any], plots: dict[str, bool]) -> list[str]:
         "| --- | " + " | ".join("---:" for _ in rows) + " |",
     ]
     for key, label in SCALE_LINES:
-        lines.append(f"| {label}, ms | " + " | ".join(ms(r.get(key)) for r in rows) + " |")
+        lines.append(f"| {label} | " + " | ".join(ms(r.get(key)) for r in rows) + " |")
     lines.append(
-        "| A remember -> B has it (remember + 2 syncs), ms | "
+        "| A remember -> B has it (remember + 2 syncs) | "
         + " | ".join(ms(r.get("a_to_b", {}).get("total")) for r in rows)
         + " |"
     )
@@ -424,12 +443,13 @@ def section_scale(scale: dict[str, Any], plots: dict[str, bool]) -> list[str]:
         )
         + " |"
     )
-    first = rows[0].get("first_build_with_embedding_s")
+    first = rows[0].get("pool_embedding_s")
     if first:
         lines += [
             "",
-            f"First index build at {rows[0]['memories']:,} memories, embedding every text with the offline"
-            f" model: {first} s ({rows[0]['memories'] / first:.0f} memories/s on this loaded machine).",
+            f"Embedding throughput (the {scale.get('pool_embedded_for_real')} real embeddings, offline MiniLM):"
+            f" {rows[0].get('embedding_per_s')} memories/s on this machine under this load. A first build of"
+            " 100k memories from nothing would spend nearly all its time embedding; rebuilds read the cache.",
         ]
     if plots.get("scale"):
         lines += ["", "![latency vs memories](img/scale_latency.png)"]
@@ -438,11 +458,31 @@ def section_scale(scale: dict[str, Any], plots: dict[str, bool]) -> list[str]:
     return [*lines, ""]
 
 
+METHOD = [
+    "## How the figures are taken",
+    "",
+    "- Whole processes (`soul remember`, `soul recall`, `soul sync`) are timed from spawn to exit, the way a"
+    " shell or a hook would see them; floors are timed the same way.",
+    "- *Cold* `soul recall`: a fresh process with no daemon running, so it imports LanceDB and fastembed,"
+    " loads the model and opens the table. *Daemon warm*: the same command while `soul daemon` runs; the CLI"
+    " asks the daemon's warm socket, which has the model and table loaded.",
+    "- *Recall in process*: `SoulIndex.search` on a loaded index (query embedding + hybrid search), the figure"
+    " to compare with the numpy brute-force floor over the very same vectors plus the query-embedding floor.",
+    "- *Sync, 3 incoming*: B remembers 3 memories and syncs; A's `soul sync` is timed (fetch, merge, commit,"
+    " push, and the index catching up, which loads the model in that process).",
+    "- *A -> B*: A runs `soul remember` and `soul sync`, then B runs `soul sync`; the memory is then in B's log."
+    " With daemons instead of manual syncs, the delay is set by the sync interval (see the sync script's figures).",
+    "- Repository size: `.git` (the history), the JSONL logs in the work tree, and `.soul/` (index and embedding"
+    " cache: derived, never synced). RSS: the daemon's resident set after warming, from /proc.",
+    "",
+]
+
+
 def section_others(res: dict[str, Any]) -> list[str]:
     lines = [
         "## Per-area benchmarks",
         "",
-        "Figures from the per-area scripts (their own JSON in `bench/results/`), as medians (min–max) in ms.",
+        "Figures from the per-area scripts (their own JSON in `bench/results/`), as medians (min–max).",
     ]
     for name in ("cli", "recall", "sync", "mcp", "import"):
         data = res.get(name)
@@ -451,7 +491,7 @@ def section_others(res: dict[str, Any]) -> list[str]:
             continue
         flat = flatten({k: v for k, v in data.items() if k not in ("benchmark", "at")})
         when = f" (JSON written {data['at']})" if "at" in data else ""
-        lines += ["", f"### {name}{when}", "", "| figure | median (min–max), ms |", "| --- | ---: |"]
+        lines += ["", f"### {name}{when}", "", "| figure | median (min–max) |", "| --- | ---: |"]
         lines += [f"| {path} | {ms(stats)} |" for path, stats in flat[:40]]
         scalars = {k: v for k, v in data.items() if isinstance(v, int | float) and k not in ("n",)}
         if scalars:
@@ -479,6 +519,7 @@ def write(full: dict[str, Any], img_dir: Path, report: Path) -> None:
     lines += section_floors(res)
     lines += section_peers(res.get("peers", {}), plots["peers"])
     lines += section_scale(res.get("scale", {}), plots)
+    lines += METHOD
     lines += section_others(res)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")

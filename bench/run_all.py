@@ -171,7 +171,7 @@ def summary_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((f"[{n}] soul sync, nothing to do", fmt(row.get("sync_noop"))))
         rows.append((f"[{n}] A remember -> B has it (two syncs)", fmt(row.get("a_to_b", {}).get("total"))))
     peers = res.get("peers", {})
-    for name in ("soul", "server-memory", "server-memory per word"):
+    for name in ("soul", "mcp-memory-service", "server-memory", "server-memory per word"):
         if name in peers:
             p = peers[name]
             rows.append((f"peer {name}: search", fmt(p.get("search"))))
@@ -260,7 +260,13 @@ def main() -> None:
         "steps": steps,
     }
     if args.report_only and previous:
-        meta.update({k: previous[k] for k in ("at", "machine", "noise") if k in previous})
+        meta.update({k: previous[k] for k in ("at", "machine", "noise", "wall_s") if k in previous})
+    elif args.only and previous:
+        # Some steps run again on top of an earlier full run: one report, spanning both runs.
+        meta["at"] = previous.get("at", meta["at"])
+        meta["noise"]["load_before"] = previous.get("noise", {}).get("load_before", load_before)
+        meta["wall_s"] = round((previous.get("wall_s") or 0) + (meta["wall_s"] or 0), 1)
+        meta["rerun"] = [*previous.get("rerun", []), {"steps": chosen, "at": time.strftime("%H:%M:%SZ", time.gmtime())}]
     full = {**meta, "results": results}
     out_json.write_text(json.dumps(full, indent=2) + "\n")
     import report as report_mod

@@ -30,56 +30,14 @@ DEFAULT_THRESHOLD = 0.63
 _BLOCK_CELLS = 1 << 24  # similarity cells computed at once (64 MiB of float32)
 _WORD = re.compile(r"\w+", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.:,]\d+)*")
+# Word lists are easier to read and extend as one string each.
 _NEGATION = frozenset(
-    [
-        "not",
-        "no",
-        "never",
-        "dislike",
-        "dislikes",
-        "don",
-        "doesn",
-        "didn",
-        "isn",
-        "aren",
-        "wasn",
-        "won",
-        "cannot",
-        "avoid",
-        "avoids",
-        "without",
-        "hate",
-        "hates",
-        "nobody",
-        "none",
-        "nothing",
-        "forbidden",
-        "stop",
-        "stopped",
-    ]
+    "not no never dislike dislikes don doesn didn isn aren wasn won cannot avoid avoids without "  # noqa: SIM905
+    "hate hates nobody none nothing forbidden stop stopped".split()
 )
 _CALENDAR = frozenset(
-    [
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-    ]
+    "monday tuesday wednesday thursday friday saturday sunday january february march april may "  # noqa: SIM905
+    "june july august september october november december".split()
 )
 
 
@@ -88,7 +46,7 @@ def run(soul: Soul, threshold: float | None = None, apply: bool = False) -> dict
 
     if threshold is not None and not 0.0 < threshold <= 1.0:
         raise UsageError(f"threshold {threshold} is outside (0, 1]", hint="try --threshold 0.9")
-    chosen = threshold if threshold is not None else index.duplicate_threshold(soul) or DEFAULT_THRESHOLD
+    chosen = threshold if threshold is not None else configured_threshold(soul)
     view = soul.view()
     live = sorted(view.memories, key=lambda m: (m.at, m.id))
     embedder = soul.index().embedder
@@ -109,6 +67,14 @@ def run(soul: Soul, threshold: float | None = None, apply: bool = False) -> dict
         soul.append_many("memory.merge", merges, message=f"dedupe: merge {len(merges)} near-duplicate(s)")
         result["merged"] = len(merges)
     return result
+
+
+def configured_threshold(soul: Soul) -> float:
+    """`[index] duplicate_threshold`, or the measured default when unset or off (`false`)."""
+    value = soul.config.get("index", {}).get("duplicate_threshold")
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0.0 < value <= 1.0:
+        return float(value)
+    return DEFAULT_THRESHOLD
 
 
 def exact_clusters(live: list[Memory]) -> list[dict[str, Any]]:

@@ -341,7 +341,9 @@ class SoulIndex:
             except Exception:  # a stale handle (another process rebuilt): reopen once
                 self._forget_handles()
                 rows = self._query(query, k, where, (kind, tag, project, since_iso), fusion)
-        return collapse(rows, k, duplicate_threshold(self.soul))
+        from soul.vecsearch import collapse, duplicate_threshold
+
+        return collapse(rows, k, duplicate_threshold(self.soul.config))
 
     def _forget_handles(self) -> None:
         self._table = None
@@ -446,39 +448,6 @@ def build_where(kind: str | None, tag: str | None, project: str | None, since: s
             raise UsageError(f"invalid --since {since!r}", hint="use a date like 2026-01-31") from None
         parts.append(f"at >= {_sql_str(iso_from_ms(int(when.timestamp() * 1000)))}")
     return " AND ".join(parts) or None
-
-
-def duplicate_threshold(soul: Soul) -> float | None:
-    value = soul.config.get("index", {}).get("duplicate_threshold")
-    if value is None or isinstance(value, bool):  # `false` in soul.toml turns collapsing off
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def collapse(rows: list[dict[str, Any]], k: int, threshold: float | None) -> list[dict[str, Any]]:
-    """Fold hits whose vectors have cosine >= threshold into the best-ranked one (`also`, `count`)."""
-    import numpy as np
-
-    kept: list[dict[str, Any]] = []
-    kept_vecs: list[Any] = []
-    for row in rows:
-        vec = np.asarray(row.pop("_vector"), dtype=np.float32)
-        if threshold is not None and kept_vecs:
-            sims = np.stack(kept_vecs) @ vec
-            best = int(np.argmax(sims))
-            if float(sims[best]) >= threshold:
-                target = kept[best]
-                target.setdefault("also", [])
-                target["also"].append(row["id"])
-                target["count"] = target.get("count", 1) + 1
-                continue
-        if len(kept) < k:
-            kept.append(row)
-            kept_vecs.append(vec)
-    return kept
 
 
 # ---------------------------------------------------------------------- for other modules

@@ -420,7 +420,9 @@ def resolve_merge(
     history = _History(repo, base, {"ours": head, "theirs": target})
     conflicts: list[Conflict] = []
     for path in paths:
-        sides = Sides(policy, _side_time(history, path), soul.instance, history.author("theirs", path))
+        # Event logs never conflict, so they need no history walk to name the other side.
+        theirs_name = "remote" if path.endswith(".jsonl") else history.author("theirs", path)
+        sides = Sides(policy, _side_time(history, path), soul.instance, theirs_name)
         entries = (trees[base].get(path) if base else None, trees[head].get(path), trees[target].get(path))
         if path.endswith((".jsonl", ".toml")):
             conflicts.extend(_resolve_text(soul, path, entries, sides))

@@ -7,6 +7,7 @@ search in this process (bench/bench_recall.py); BM25 stays in LanceDB.
 
 `fuse` reproduces LanceDB's `LinearCombinationReranker` (min-max normalised scores, missing = 0)
 and `RRFReranker` exactly, so the fusion measured with those rerankers is the one served.
+`collapse` folds near-duplicate hits (cosine >= `[index] duplicate_threshold`) into the best one.
 Invariant: a `Matrix` describes exactly one table version; the owner discards it on any write.
 """
 
@@ -132,3 +133,34 @@ def fuse(
         for row in list(vec_score) + [r for r in fts_score if r not in vec_score]:
             scores[row] = weight * vec_score.get(row, 0.0) + (1 - weight) * fts_score.get(row, 0.0)
     return sorted(scores.items(), key=lambda item: -item[1])
+
+
+def duplicate_threshold(config: dict[str, Any]) -> float | None:
+    value = config.get("index", {}).get("duplicate_threshold")
+    if value is None or isinstance(value, bool):  # `false` in soul.toml turns collapsing off
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def collapse(rows: list[dict[str, Any]], k: int, threshold: float | None) -> list[dict[str, Any]]:
+    """Fold hits whose vectors have cosine >= threshold into the best-ranked one (`also`, `count`)."""
+    kept: list[dict[str, Any]] = []
+    kept_vecs: list[Any] = []
+    for row in rows:
+        vec = np.asarray(row.pop("_vector"), dtype=np.float32)
+        if threshold is not None and kept_vecs:
+            sims = np.stack(kept_vecs) @ vec
+            best = int(np.argmax(sims))
+            if float(sims[best]) >= threshold:
+                target = kept[best]
+                target.setdefault("also", [])
+                target["also"].append(row["id"])
+                target["count"] = target.get("count", 1) + 1
+                continue
+        if len(kept) < k:
+            kept.append(row)
+            kept_vecs.append(vec)
+    return kept

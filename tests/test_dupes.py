@@ -28,25 +28,24 @@ def test_same_fact_twice_answers_with_the_existing_id(soul_home: Path) -> None:
     assert other_kind["id"] != first["id"] and "duplicate_of" not in other_kind
 
 
-def test_duplicate_writes_nothing_and_allow_duplicate_overrides(soul_home: Path) -> None:
-    first = soul_json("remember", "Uses tabs", home=soul_home)["id"]
-    log = store.log_files(soul_home)[0]
+def test_duplicate_writes_nothing_and_allow_duplicate_overrides(core: Soul) -> None:
+    first = core.remember("Uses tabs").id
+    log = store.log_files(core.home)[0]
     size = log.stat().st_size
-    soul_json("remember", "Uses tabs", home=soul_home)
+    assert core.remember("uses  TABS!").duplicate_of == first
     assert log.stat().st_size == size
-    forced = soul_json("remember", "Uses tabs", "--allow-duplicate", home=soul_home)
+    forced = soul_json("remember", "Uses tabs", "--allow-duplicate", home=core.home)
     assert forced["id"] != first and "duplicate_of" not in forced
     # The fold shows the forced copy as an alias of the first, not as a second memory.
-    listed = soul_json("list", home=soul_home)
-    assert [m["id"] for m in listed] == [first]
+    assert [m["id"] for m in core.list_memories()] == [first]
 
 
-def test_forgetting_frees_the_fact(soul_home: Path) -> None:
-    first = soul_json("remember", "Standup is at 9:30", home=soul_home)["id"]
-    run_soul("forget", first, home=soul_home)
-    again = soul_json("remember", "Standup is at 9:30", home=soul_home)
-    assert again["id"] != first and "duplicate_of" not in again
-    assert [m["id"] for m in soul_json("list", home=soul_home)] == [again["id"]]
+def test_forgetting_frees_the_fact(core: Soul) -> None:
+    first = core.remember("Standup is at 9:30").id
+    core.forget(first)
+    again = core.remember("Standup is at 9:30")
+    assert again.id != first and again.duplicate_of is None
+    assert [m["id"] for m in core.list_memories()] == [again.id]
 
 
 def test_corrupt_index_is_rebuilt(core: Soul) -> None:
@@ -111,26 +110,24 @@ def test_index_agrees_with_the_fold_under_random_histories(core: Soul) -> None:
 
 def test_same_fact_on_two_clones_offline_shows_once(tmp_path: Path, bare_remote: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    run_soul("init", "--instance", "alpha", "--remote", str(bare_remote), home=a)
+    soul_a = Soul.init(a, "alpha", remote=str(bare_remote))
     git("push", "-q", "-u", "origin", "main", cwd=a)
     git("clone", "-q", str(bare_remote), str(b), cwd=tmp_path)
-    run_soul("init", "--instance", "beta", home=b)
+    soul_b = Soul.init(b, "beta")
     # Both machines learn the same fact while offline.
-    id_a = soul_json("remember", "Priya leads payments", "--kind", "fact", home=a)["id"]
-    id_b = soul_json("remember", "priya leads payments.", "--kind", "fact", home=b)["id"]
+    id_a = soul_a.remember("Priya leads payments", kind="fact").id
+    id_b = soul_b.remember("priya leads payments.", kind="fact").id
     assert id_a != id_b
     git("push", "-q", "origin", "main", cwd=a)
     git("pull", "-q", "--no-rebase", "--no-edit", "origin", "main", cwd=b)
     listed = soul_json("list", home=b)
     assert len(listed) == 1 and listed[0]["id"] == id_a and id_b in listed[0]["aliases"]
-    hits = soul_json("recall", "payments", home=b)
-    assert [h["id"] for h in hits] == [id_a]
-    assert soul_json("remember", "Priya leads payments", "--kind", "fact", home=b)["duplicate_of"] == id_a
+    assert [h["id"] for h in soul_json("recall", "payments", home=b)] == [id_a]
+    assert soul_b.remember("Priya leads payments", kind="fact").duplicate_of == id_a
     # Forgetting through the alias forgets the fact on both machines.
     run_soul("forget", id_b, home=b)
-    assert soul_json("list", home=b) == []
+    assert soul_b.list_memories() == []
     git("push", "-q", "origin", "main", cwd=b)
     git("pull", "-q", "--no-rebase", "--no-edit", "origin", "main", cwd=a)
-    assert soul_json("list", home=a) == []
-    fresh = soul_json("remember", "Priya leads payments", "--kind", "fact", home=a)
-    assert "duplicate_of" not in fresh
+    assert soul_a.list_memories() == []
+    assert soul_a.remember("Priya leads payments", kind="fact").duplicate_of is None

@@ -159,7 +159,7 @@ def test_kill_at_any_step_then_rerun_finishes(setup: dict[str, Any], step: str) 
     # A write between the crash and the rerun is kept.
     soul.remember("keep: written while the purge was half done")
 
-    run_soul("purge", "--yes", home=home)
+    run_soul("purge", setup["secret"], "--yes", home=home)  # the same command again
 
     assert not (home / ".soul" / "purge-state.json").exists()
     assert traces(home) == [] and traces(remote) == []

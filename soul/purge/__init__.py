@@ -78,6 +78,9 @@ def run(soul: Soul, ids: list[str], match: str | None, yes: bool) -> dict[str, A
     if state is not None and yes:
         with fsutil.file_lock(soul.state_dir / "sync.lock", timeout=120):
             finished = _resume(soul, state)
+        # Running the interrupted command again is the natural way to finish it: ids it covered
+        # are gone now, and that is success, not "no such id".
+        ids = [i for i in ids if i not in set(state.get("ids", []))]
         if not ids and match is None:
             return {"finished": finished, "applied": True}
     elif state is not None and not ids and match is None:

@@ -36,6 +36,8 @@ class Ledger:
 
     areas: dict[str, Area] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    slow_ran: bool = False
+    bounded_ran: bool = False
 
     def area(self, name: str) -> Area:
         return self.areas.setdefault(name, Area())
@@ -82,6 +84,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if name is None:
         return
     area = LEDGER.area(name)
+    if report.when == "call":
+        if "slow" in report.keywords:
+            LEDGER.slow_ran = True
+        else:
+            LEDGER.bounded_ran = True
     if report.when == "call" or (report.when == "setup" and not report.passed):
         area.cases += 1
         if report.passed:
@@ -102,8 +109,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if os.environ.get("SOUL_RELIABILITY_NO_DOC"):
         return
-    slow = session.config.getoption("-m", default="") or ""
-    DOC.write_text(render(LEDGER, "slow" if "slow" in slow and "not slow" not in slow else "default"), "utf-8")
+    mode = {
+        (True, True): "bounded + slow (long) runs",
+        (True, False): "slow (long) runs only",
+        (False, True): "bounded (default) selection",
+    }.get((LEDGER.slow_ran, LEDGER.bounded_ran), "no case ran")
+    DOC.write_text(render(LEDGER, mode), "utf-8")
 
 
 def render(ledger: Ledger, mode: str) -> str:
@@ -119,8 +130,8 @@ def render(ledger: Ledger, mode: str) -> str:
         "`pytest tests/reliability` (bounded, part of the default suite) or `make test-long` (adds the",
         "`@pytest.mark.slow` runs: hundreds of kills, 4 x 250 `soul remember` processes).",
         "",
-        f"- Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {mode} selection,"
-        f" {time.time() - ledger.started:.0f} s, Python {platform.python_version()}, {platform.system()}",
+        f"- Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {mode},"
+        f" {time.time() - ledger.started:.0f} s wall, Python {platform.python_version()}, {platform.system()}",
         f"- Cases run: **{cases}** (passed {passed}, failed {failed}, skipped {skipped})",
         f"- Faults injected: **{ledger.total('faults')}** (of which kill -9: {ledger.total('kills')})",
         f"- Acknowledged writes checked: **{ledger.total('acknowledged')}**",

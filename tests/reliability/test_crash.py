@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from reliability.conftest import Ledger
-from reliability.helpers import SOUL_BIN, all_lines, git_fsck, init_soul, memory_events, run_soul, soul_env
+from reliability.helpers import SOUL_BIN, all_lines, free_locks, git_fsck, init_soul, memory_events, run_soul, soul_env
 from soul import store
 
 WORDS = [
@@ -170,6 +170,13 @@ def verify(home: Path, outcome: Outcome) -> dict[str, int]:
     fsck = git_fsck(home)
     assert fsck.returncode == 0, fsck.stderr
     run_soul("list", "--json", "--limit", "1", home=home, env=soul_env())  # the fold loads
+    # Dead writers hold no flock; a git killed mid-commit may leave index.lock, which the next
+    # sync must clear (no git is running) so that every surviving event gets committed.
+    assert [lock for lock in free_locks(home) if lock != ".git/index.lock"] == []
+    run_soul("sync", home=home, env=soul_env())
+    assert free_locks(home) == []
+    left = subprocess.run(["git", "status", "--porcelain", "--", "memories"], cwd=home, capture_output=True, text=True)
+    assert left.stdout == "", f"events left uncommitted after sync: {left.stdout[:200]}"
     return {"lost": len(lost), "duplicated": duplicated, "quarantined": len(quarantined), "events": len(events)}
 
 
