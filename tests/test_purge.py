@@ -136,7 +136,7 @@ STEPS = [
     pytest.param("start", marks=_SLOW),
     "rewrite",
     "worktree",
-    "worktree-torn",  # killed between rewriting a log in place and truncating it
+    "worktree-torn",  # killed between truncating a log and writing its kept lines back
     pytest.param("record", marks=_SLOW),
     pytest.param("scrub", marks=_SLOW),
     pytest.param("gc", marks=_SLOW),
@@ -222,16 +222,16 @@ def test_rewrite_is_the_same_on_every_clone(setup: dict[str, Any], tmp_path: Pat
     assert heads[0] == heads[1]
 
 
-def test_recover_keeps_lines_written_after_a_torn_rewrite() -> None:
-    from soul.purge import rewrite
+def test_recover_keeps_lines_written_after_an_interrupted_rewrite() -> None:
+    from soul.purge import rewrite, worktree
 
     keep = b'{"op":"memory.add","id":"A","at":"2026-01-01T00:00:00.000Z","by":"x","text":"a"}\n'
     gone = b'{"op":"memory.add","id":"B","at":"2026-01-01T00:00:01.000Z","by":"x","text":"b"}\n'
     late = b'{"op":"memory.add","id":"C","at":"2026-01-01T00:00:02.000Z","by":"x","text":"c"}\n'
     filt = rewrite.LineFilter(["B"])
-    assert rewrite._recover(keep, late, filt) == keep + late  # truncated, then a writer appended
-    assert rewrite._recover(keep, keep[:20], filt) == keep  # killed mid-write
-    assert rewrite._recover(keep, keep + gone + late, filt) == keep + late
+    assert worktree._recover(keep, late, filt) == keep + late  # truncated, then a writer appended
+    assert worktree._recover(keep, keep[:20], filt) == keep  # killed mid-write
+    assert worktree._recover(keep, keep + gone + late, filt) == keep + late
 
 
 def _assert_can_push(home: Path) -> None:

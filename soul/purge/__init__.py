@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from soul import gitutil
 from soul.errors import OfflineError, SyncAttention, UsageError
 from soul.ids import new_ulid, now_iso
-from soul.purge import journal, records, rewrite, scrub, select
+from soul.purge import journal, records, rewrite, scrub, select, worktree
 
 if TYPE_CHECKING:
     from soul.core import Soul
@@ -184,7 +184,7 @@ def _step_rewrite(soul: Soul, state: dict[str, Any]) -> None:
 
 def _step_worktree(soul: Soul, state: dict[str, Any]) -> None:
     filt, _ = _filters(state)
-    repaired = rewrite.filter_worktree(soul.home, filt, soul.state_dir / "purge-scratch")
+    repaired = worktree.filter_worktree(soul.home, filt, soul.state_dir / "purge-scratch")
     # The index still lists the old blobs; point it at the rewritten HEAD without touching files.
     if gitutil.head(soul.home):
         gitutil.run(["read-tree", "HEAD"], soul.home)
