@@ -291,7 +291,8 @@ def section_noise(full: dict[str, Any]) -> list[str]:
         f"- Load average (1, 5, 15 min) before: {noise['load_before']}, after: {noise['load_after']}. With"
         f" {m['cpus']} cpus, a load above {m['cpus']} means work waited for a cpu: the machine was shared with"
         " other builds and test suites while this ran, so absolute times are pessimistic and spreads (min–max)"
-        " are wide. Ratios to floors measured in the same run are the steadier figures.",
+        " are wide. Ratios to floors are the steadier figures; the per-step loads below show which steps ran under"
+        " similar load (a floor measured at a lower load than the figure it divides makes the ratio pessimistic).",
         "",
         "| step | status | seconds | load before | load after |",
         "| --- | --- | ---: | --- | --- |",
