@@ -185,7 +185,10 @@ class Soul:
             gitutil.clear_stale_index_lock(self.home, older_than=30.0)
             gitutil.run(["add", "-A", "--", *rel_paths], self.home)
             result = gitutil.run(
-                ["commit", "-q", "--no-status", "-m", message, "--", *rel_paths], self.home, check=False
+                ["commit", "-q", "--no-status", "-m", message, "--", *rel_paths],
+                self.home,
+                check=False,
+                env=gitutil.commit_env(),
             )
             if result.ok:
                 return True

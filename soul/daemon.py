@@ -133,7 +133,7 @@ class Daemon:
         from soul import sync as sync_mod
 
         self._commit()
-        sync_mod.catch_up_index(self.soul)
+        sync_mod.catch_up_derived(self.soul)
         self._next_sync = time.monotonic()
 
     def _step(self) -> None:

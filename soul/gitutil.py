@@ -149,6 +149,16 @@ def first_line(text: str) -> str:
     return ""
 
 
+def commit_env() -> dict[str, str] | None:
+    """Commits carry soul's clock, so `SOUL_CLOCK_SKEW` reaches "newest" decisions in tests."""
+    if not os.environ.get("SOUL_CLOCK_SKEW"):
+        return None
+    from soul.ids import now_ms
+
+    stamp = f"@{now_ms() // 1000} +0000"
+    return {"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
+
+
 def clear_stale_index_lock(repo: Path, older_than: float = 10.0) -> bool:
     """git leaves .git/index.lock behind after a kill -9; remove it only when it is old enough
     that no live git process can still be holding it."""

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from soul import fsutil, gitutil
 from soul.errors import GitError, OfflineError, SoulError, SyncAttention
-from soul.ids import now_iso, now_ms
+from soul.ids import now_iso
 
 if TYPE_CHECKING:
     from soul.core import Soul
@@ -153,7 +153,7 @@ def _run(soul: Soul, result: SyncResult, deadline: float, attempts: int) -> None
             hint="run `soul sync` again; local work is committed and kept",
         )
     if result.received:
-        catch_up_index(soul)
+        catch_up_derived(soul)
     result.message = f"synced: {result.sent} commit(s) sent, {result.received} received"
     _flag_refusals(result)
 
@@ -197,14 +197,6 @@ def _git_lock(soul: Soul) -> Iterator[None]:
 
 def _git(soul: Soul, args: list[str], **kwargs: Any) -> gitutil.GitResult:
     return gitutil.run(args, soul.home, **kwargs)
-
-
-def _commit_env() -> dict[str, str] | None:
-    """Commits carry soul's clock, so `SOUL_CLOCK_SKEW` reaches "newest" decisions in tests."""
-    if not os.environ.get("SOUL_CLOCK_SKEW"):
-        return None
-    stamp = f"@{now_ms() // 1000} +0000"
-    return {"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
 
 
 def current_branch(repo: Path) -> str:
@@ -266,9 +258,17 @@ def _push(soul: Soul, branch: str, deadline: float) -> bool:
     raise SyncAttention(f"git push failed: {gitutil.first_line(result.stderr) or gitutil.first_line(result.stdout)}")
 
 
-def catch_up_index(soul: Soul) -> None:
-    """Bring an existing index up to date after a pull; an index never built is left for the
-    first recall to build (a sync must not embed a whole soul)."""
+def catch_up_derived(soul: Soul) -> None:
+    """After a pull: refresh the duplicate index now (so the next `remember` does not pay for the
+    pulled events) and bring an existing semantic index up to date; an index never built is left
+    for the first recall to build (a sync must not embed a whole soul). Derived state must never
+    fail a sync."""
+    try:
+        from soul import dupes
+
+        dupes.refresh(soul)
+    except Exception as exc:
+        log.warning("duplicate index refresh after pull failed: %s", exc)
     try:
         from soul import index as index_mod
 
@@ -295,7 +295,7 @@ def commit_all(soul: Soul, message: str | None = None) -> tuple[bool, list[str]]
             return False, refused
         _git(soul, ["add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul"], input_text="\0".join(allowed))
         text = message or f"soul: commit {len(allowed)} change(s) ({soul.instance})"
-        result = _git(soul, ["commit", "-q", "--no-status", "-m", text], check=False, env=_commit_env())
+        result = _git(soul, ["commit", "-q", "--no-status", "-m", text], check=False, env=gitutil.commit_env())
         if result.ok:
             return True, refused
         if "nothing to commit" in result.stdout + result.stderr:
@@ -433,7 +433,7 @@ def _merge(soul: Soul, result: SyncResult, tracking: str) -> None:
     args = ["merge", "--no-commit", "--no-ff", "-q", "--no-edit"]
     if base is None:
         args.append("--allow-unrelated-histories")
-    attempt = _git(soul, [*args, target], check=False, env=_commit_env())
+    attempt = _git(soul, [*args, target], check=False, env=gitutil.commit_env())
     if not (soul.home / ".git" / "MERGE_HEAD").exists():
         marker.unlink(missing_ok=True)
         raise SyncAttention(f"git merge did not start: {gitutil.first_line(attempt.stderr or attempt.stdout)}")
@@ -445,7 +445,7 @@ def _merge(soul: Soul, result: SyncResult, tracking: str) -> None:
         for conflict in conflicts:
             appended.append(_record_conflict(soul, conflict))
         message = f"soul: merge {target[:10]} into {soul.instance}"
-        _git(soul, ["commit", "-q", "--no-status", "--no-edit", "-m", message], env=_commit_env())
+        _git(soul, ["commit", "-q", "--no-status", "--no-edit", "-m", message], env=gitutil.commit_env())
     except (merge_mod.MergeError, SoulError) as exc:
         _undo_merge(soul, head, target, drop_ids=set(appended))
         text = str(exc) if isinstance(exc, merge_mod.MergeError) else exc.message
