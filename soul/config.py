@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +60,8 @@ def default_home() -> Path:
 
 
 def hostname_instance() -> str:
+    import socket
+
     raw = socket.gethostname().split(".")[0].lower()
     name = re.sub(r"[^a-z0-9._-]+", "-", raw).strip("-._") or "instance"
     return name[:63]

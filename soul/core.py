@@ -8,7 +8,6 @@ only appender of event logs), then optionally a local git commit (never the netw
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -665,6 +664,8 @@ class Soul:
             f"{len(quarantined)} bad line(s) quarantined in .soul/quarantine/" if quarantined else "all lines valid",
             "inspect .soul/quarantine/index.jsonl; the rest of the soul loads normally" if quarantined else None,
         )
+        import platform
+
         add("instance", True, f"{self.instance} on {platform.node()}")
         # Sections below are filled by the modules that own each check.
         # ---- doctor: index + embedder (issue 3)

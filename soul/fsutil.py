@@ -11,7 +11,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,8 @@ def fsync_dir(path: Path) -> None:
 
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     """Replace `path` with `data` so a crash leaves either the old or the new file."""
+    import tempfile
+
     raw = data.encode("utf-8") if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -7,7 +7,6 @@ simulate a machine whose clock is wrong, which sync must survive.
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 import time
 from datetime import UTC, datetime
@@ -59,7 +58,7 @@ def new_ulid(ms: int | None = None) -> str:
             stamp = _last_ms
             _last_rand += 1
         else:
-            _last_rand = secrets.randbits(80)
+            _last_rand = int.from_bytes(os.urandom(10), "big")
         _last_ms = stamp
         rand = _last_rand & ((1 << 80) - 1)
     return _encode(stamp, 10) + _encode(rand, 16)
