@@ -143,7 +143,11 @@ def plot_sync(scale: dict[str, Any], sync: dict[str, Any], path: Path) -> bool:
         capsize=4,
         label="total min–max",
     )
-    daemon = {k: v for k, v in sync.get("latency", {}).items() if isinstance(v, dict) and "median_ms" in v}
+    daemon = {}
+    for key, value in sync.get("latency", {}).items():
+        stats = value if isinstance(value, dict) and "median_ms" in value else (value or {}).get("in_view")
+        if isinstance(stats, dict) and "median_ms" in stats:
+            daemon[key] = stats
     for key, stats in daemon.items():
         label = "daemons\n(" + key.split("daemons at ")[-1] + " interval)"
         ax.bar([label], [stats["median_ms"] / 1000], color="grey", label="remember on A -> in B's view (daemons)")
@@ -311,7 +315,6 @@ def section_floors(res: dict[str, Any]) -> list[str]:
     cli = res.get("cli", {}).get("results", {})
     scale = res.get("scale", {}).get("sizes", [])
     py, git = fl.get("python -c pass"), fl.get("git add + commit one line")
-    emb = fl.get("fastembed query embedding (model loaded)")
     lines = [
         "## Floors and ratios",
         "",
@@ -339,6 +342,7 @@ def section_floors(res: dict[str, Any]) -> list[str]:
     for row in scale:
         n = f"{row['memories']:,}"
         warm, floor = row.get("recall_warm_in_process"), row.get("numpy_floor_same_vectors")
+        emb = row.get("query_embedding")  # measured in the same step, under the same load
         if warm and floor and emb:
             lines.append(
                 f"| recall at {n}, warm in process | {ms(warm)} |"

@@ -343,7 +343,10 @@ class SoulIndex:
                 rows = self._query(query, k, where, (kind, tag, project, since_iso), fusion)
         from soul.vecsearch import collapse, duplicate_threshold
 
-        return collapse(rows, k, duplicate_threshold(self.soul.config))
+        # Lexical vectors say only which words two texts share, not whether they mean the same:
+        # with the fallback, exact duplicates are folded by the view and nothing else is.
+        threshold = None if self.embedder.fallback else duplicate_threshold(self.soul.config)
+        return collapse(rows, k, threshold)
 
     def _forget_handles(self) -> None:
         self._table = None

@@ -146,16 +146,27 @@ def duplicate_threshold(config: dict[str, Any]) -> float | None:
 
 
 def collapse(rows: list[dict[str, Any]], k: int, threshold: float | None) -> list[dict[str, Any]]:
-    """Fold hits whose vectors have cosine >= threshold into the best-ranked one (`also`, `count`)."""
+    """Fold hits whose vectors have cosine >= threshold into the best-ranked one (`also`, `count`).
+
+    Similarity alone folds "prefers tabs" into "prefers spaces" (cosine ~0.9), so a pair that
+    `dedupe.distinct_facts` tells apart (numbers, days, negation, one swapped slot) is never folded."""
+    from soul.dedupe import distinct_facts
+
     kept: list[dict[str, Any]] = []
     kept_vecs: list[Any] = []
     for row in rows:
         vec = np.asarray(row.pop("_vector"), dtype=np.float32)
         if threshold is not None and kept_vecs:
             sims = np.stack(kept_vecs) @ vec
-            best = int(np.argmax(sims))
-            if float(sims[best]) >= threshold:
-                target = kept[best]
+            target = next(
+                (
+                    kept[i]
+                    for i in np.argsort(-sims)
+                    if float(sims[i]) >= threshold and not distinct_facts(kept[i]["text"], row["text"])
+                ),
+                None,
+            )
+            if target is not None:
                 target.setdefault("also", [])
                 target["also"].append(row["id"])
                 target["count"] = target.get("count", 1) + 1

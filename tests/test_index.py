@@ -131,18 +131,39 @@ def test_hit_shape_and_scores(core: Any, lexical: None) -> None:
     assert hits[0]["score"] >= hits[1]["score"]
 
 
-def test_near_duplicates_collapse_when_configured(core: Any, lexical: None) -> None:
-    ids = seed(core, ["the wifi password is on the fridge", "the wifi password is on the fridge door", "cats purr"])
+def test_near_duplicates_collapse_with_a_real_model_only(
+    core: Any, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SOUL_EMBEDDER", raising=False)
+    ids = seed(
+        core,
+        [
+            "Alice is the owner of the billing service",
+            "The billing service is owned by Alice",
+            "Prefers tabs for indentation",
+            "Prefers spaces for indentation",
+        ],
+    )
     toml = core.home / "soul.toml"
     original = toml.read_text()
     toml.write_text(original.replace("[index]\n", "[index]\nduplicate_threshold = false\n"))
-    assert len(type(core)(core.home, core.instance).index().search("wifi password", k=3)) == 3
-    toml.write_text(original.replace("[index]\n", "[index]\nduplicate_threshold = 0.85\n"))
-    fresh = type(core)(core.home, core.instance)
-    hits = fresh.index().search("wifi password", k=3)
+    use_model(core.home, model_dir)
+    assert len(type(core)(core.home, core.instance).index().search("who owns billing", k=4)) == 4
+    toml.write_text(toml.read_text().replace("duplicate_threshold = false", "duplicate_threshold = 0.63"))
+    hits = type(core)(core.home, core.instance).index().search("who owns billing", k=4)
     top = hits[0]
-    assert top["count"] == 2 and set([top["id"], *top["also"]]) == set(ids[:2])
-    assert [h["id"] for h in hits[1:]] == [ids[2]]
+    assert top["count"] == 2 and {top["id"], *top["also"]} == set(ids[:2])
+    # Close but different facts are never folded, however similar their vectors.
+    indentation = [h for h in hits if "indentation" in h["text"]]
+    assert {h["id"] for h in indentation} == set(ids[2:]) and not any(h.get("also") for h in indentation)
+
+
+def test_lexical_fallback_never_collapses(core: Any, lexical: None) -> None:
+    seed(core, ["the wifi password is on the fridge", "the wifi password is on the fridge door"])
+    toml = core.home / "soul.toml"
+    toml.write_text(toml.read_text().replace("[index]\n", "[index]\nduplicate_threshold = 0.5\n"))
+    hits = type(core)(core.home, core.instance).index().search("wifi password", k=3)
+    assert len(hits) == 2 and not any(h.get("also") for h in hits)
 
 
 def test_memory_vectors_and_embed_texts(core: Any, lexical: None) -> None:
