@@ -1,6 +1,6 @@
 """Bad input, fuzzed with hypothesis: the JSONL reader, the TOML merge, the secret guard, CLI values.
 
-MCP tool arguments are fuzzed in test_injection.py's neighbour, test_mcp_fuzz (one server for all).
+MCP tool arguments are fuzzed in test_injection.py (one real server for all calls).
 """
 
 from __future__ import annotations
