@@ -280,6 +280,14 @@ def section_summary(res: dict[str, Any]) -> list[str]:
 
 def section_noise(full: dict[str, Any]) -> list[str]:
     m, noise = full["machine"], full["noise"]
+    loads = [x for st in full["steps"].values() for x in (st.get("load_before"), st.get("load_after")) if x]
+    peak = max((x[0] for x in loads), default=noise["load_before"][0])
+    busy = (
+        f"Above {m['cpus']} (the cpu count), work waited for a cpu: the machine was shared with other builds and"
+        " test suites, so absolute times are pessimistic and spreads (min–max) wide."
+        if peak > (m["cpus"] or 1)
+        else f"That is below the cpu count ({m['cpus']}): the machine was quiet while this ran."
+    )
     lines = [
         "## Machine and noise",
         "",
@@ -292,11 +300,9 @@ def section_noise(full: dict[str, Any]) -> list[str]:
         ),
         f"- {m['cpu']}, {m['cpus']} cpus, {m['memory_gb']} GB RAM; {m['platform']}; Python {m['python']};"
         f" {m['git']}; node {m['node']}.",
-        f"- Load average (1, 5, 15 min) before: {noise['load_before']}, after: {noise['load_after']}. With"
-        f" {m['cpus']} cpus, a load above {m['cpus']} means work waited for a cpu: the machine was shared with"
-        " other builds and test suites while this ran, so absolute times are pessimistic and spreads (min–max)"
-        " are wide. Ratios to floors are the steadier figures; the per-step loads below show which steps ran under"
-        " similar load (a floor measured at a lower load than the figure it divides makes the ratio pessimistic).",
+        f"- Load average (1, 5, 15 min) before: {noise['load_before']}, after: {noise['load_after']}; the"
+        f" highest 1-minute load at a step boundary was {peak}. {busy} Ratios to floors are the steadier"
+        " figures; the per-step loads below show which steps ran under similar load.",
         "",
         "| step | status | seconds | load before | load after |",
         "| --- | --- | ---: | --- | --- |",
@@ -489,7 +495,7 @@ def section_others(res: dict[str, Any]) -> list[str]:
         "",
         "Figures from the per-area scripts (their own JSON in `bench/results/`), as medians (min–max).",
     ]
-    for name in ("cli", "recall", "sync", "mcp", "import"):
+    for name in ("cli", "recall", "sync", "mcp", "import", "purge"):
         data = res.get(name)
         if not data:
             lines += ["", f"### {name}", "", "Not measured in this run (script missing or failed)."]

@@ -49,6 +49,7 @@ STEPS: dict[str, tuple[str, list[str], list[str], int]] = {
         360,
     ),
     "import": ("bench_import.py", ["--n", "10000", "--runs", "1"], ["--n", "300", "--runs", "1"], 240),
+    "purge": ("bench_purge.py", ["--sizes", "1000,5000", "--repeat", "3"], ["--sizes", "200", "--repeat", "1"], 600),
     "peers": ("bench_peers.py", ["--repeat", "2"], ["--quick"], 600),
     "scale": (
         "bench_scale.py",
