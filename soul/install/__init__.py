@@ -11,14 +11,19 @@ the links manifest); everything else written lives under the user's home.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from soul import fsutil
 from soul.ids import now_iso
+
+if TYPE_CHECKING:
+    from soul.core import Soul
 
 
 @dataclass
@@ -188,3 +193,12 @@ def missing_parents(target: Path) -> list[Path]:
     if not parent.is_dir():
         raise UsageError(f"{parent} is in the way of {target} and is not a directory")
     return list(reversed(missing))
+
+
+def read_state(soul: Soul, name: str) -> dict[str, Any]:
+    """An installer's record of what it did, in `.soul/<name>`; unreadable counts as empty."""
+    try:
+        data = json.loads((soul.state_dir / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

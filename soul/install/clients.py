@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from soul.errors import UsageError
-from soul.install import Writer, backup_path, missing_parents, soul_args, soul_command, user_home
+from soul.install import (
+    Writer,
+    backup_path,
+    missing_parents,
+    read_state,
+    soul_args,
+    soul_command,
+    user_home,
+)
 
 if TYPE_CHECKING:
     from soul.core import Soul
@@ -110,11 +118,7 @@ def _write(soul: Soul, path: Path, data: dict[str, Any], original: str | None, w
 
 
 def _manifest(soul: Soul) -> dict[str, Any]:
-    try:
-        data = json.loads((soul.state_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_state(soul, MANIFEST)
 
 
 def install(soul: Soul, client: str, w: Writer) -> dict[str, Any]:

@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from soul.errors import UsageError
-from soul.install import Writer, backup_path, missing_parents, soul_args, soul_command, user_home
+from soul.install import (
+    Writer,
+    backup_path,
+    missing_parents,
+    read_state,
+    soul_args,
+    soul_command,
+    user_home,
+)
 
 if TYPE_CHECKING:
     from soul.core import Soul
@@ -141,11 +149,7 @@ def _without_ours(crontab: str) -> list[str]:
 
 
 def _manifest(soul: Soul) -> dict[str, Any]:
-    try:
-        data = json.loads((soul.state_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_state(soul, MANIFEST)
 
 
 def _save_manifest(soul: Soul, data: dict[str, Any], w: Writer) -> None:
