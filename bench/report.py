@@ -294,7 +294,11 @@ def section_noise(full: dict[str, Any]) -> list[str]:
         f"- Run at {full['at']} (UTC), {'quick smoke run' if full.get('quick') else 'full run'},"
         f" wall time {full.get('wall_s')} s.",
         *(
-            [f"- Steps run again afterwards (same report): {', '.join(', '.join(r['steps']) for r in full['rerun'])}."]
+            [
+                "- Steps run afterwards and merged into this report: "
+                + ", ".join(step for r in full["rerun"] for step in r["steps"])
+                + "."
+            ]
             if full.get("rerun")
             else []
         ),

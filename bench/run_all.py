@@ -261,7 +261,7 @@ def main() -> None:
         "steps": steps,
     }
     if args.report_only and previous:
-        meta.update({k: previous[k] for k in ("at", "machine", "noise", "wall_s") if k in previous})
+        meta.update({k: previous[k] for k in ("at", "machine", "noise", "wall_s", "rerun") if k in previous})
     elif args.only and previous:
         # Some steps run again on top of an earlier full run: one report, spanning both runs.
         meta["at"] = previous.get("at", meta["at"])

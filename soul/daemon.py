@@ -133,7 +133,8 @@ class Daemon:
         from soul import sync as sync_mod
 
         self._commit()
-        sync_mod.catch_up_derived(self.soul)
+        sync_mod.refresh_duplicates(self.soul)
+        sync_mod.catch_up_semantic_index(self.soul)
         self._next_sync = time.monotonic()
 
     def _step(self) -> None:
@@ -187,7 +188,7 @@ class Daemon:
         from soul import sync as sync_mod
 
         try:
-            result = sync_mod.sync(self.soul, timeout=max(30.0, min(self.interval, 120.0)))
+            result = sync_mod.sync(self.soul, timeout=max(30.0, min(self.interval, 120.0)), catch_up_index=True)
         except Exception as exc:  # never exit on a sync error: log it and try again later
             self._error(f"sync failed: {type(exc).__name__}: {exc}")
             self._next_sync = time.monotonic() + self.interval

@@ -15,7 +15,6 @@ import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from soul.errors import NotFound, UsageError
-from soul.store import log_path
 
 if TYPE_CHECKING:
     from soul.core import Soul
@@ -86,10 +85,9 @@ def note_person(
         commit=False,
     )
     fields["memory"] = mem.id
-    event = soul.append("person.note", fields, commit=False)
-    at = soul.view().all_memories[soul.view().resolve(mem.id)].at
-    paths = {log_path(soul.home, soul.instance, at), log_path(soul.home, soul.instance, event["at"])}
-    soul.commit_if_enabled(sorted(paths), f"person: note {display}")
+    soul.append("person.note", fields, commit=False)
+    # Both events may straddle two log segments: commit this instance's whole log directory.
+    soul.commit_if_enabled([soul.home / "memories" / soul.instance], f"person: note {display}")
     return who_is(soul, key)
 
 

@@ -43,9 +43,36 @@ def valid_instance(name: str) -> bool:
     return bool(_INSTANCE_RE.match(name)) and ".." not in name
 
 
+# Logs are cut into segments of about this size: git hashes and compresses the whole file on every
+# commit, so one 26 MB month (100k memories) made each `soul remember` cost ~0.8 s.
+SEGMENT_BYTES = 1024 * 1024
+
+
 def log_path(home: Path, instance: str, at: str) -> Path:
-    """The log an event belongs to: one file per instance and UTC month of `at`."""
-    return home / MEMORIES_DIR / instance / f"{at[:7]}.jsonl"
+    """The log an event of time `at` goes to: the newest segment of this instance's log for that
+    UTC month (`2026-11.jsonl`, then `2026-11.2.jsonl`, ...), the one the last append wrote."""
+    month = at[:7]
+    directory = home / MEMORIES_DIR / instance
+    newest, number = directory / f"{month}.jsonl", 1
+    for path in directory.glob(f"{month}.*.jsonl"):
+        suffix = path.name[len(month) + 1 : -len(".jsonl")]
+        if suffix.isdigit() and int(suffix) > number:
+            newest, number = path, int(suffix)
+    return newest
+
+
+def _segment_for_append(path: Path, month: str) -> Path:
+    """Start the next segment once the newest is full (checked before writing, so `log_path`
+    called right after an append names the segment that was written)."""
+    try:
+        full = path.stat().st_size >= SEGMENT_BYTES
+    except FileNotFoundError:
+        return path
+    if not full:
+        return path
+    suffix = path.name[len(month) + 1 : -len(".jsonl")]
+    number = int(suffix) if suffix.isdigit() else 1
+    return path.with_name(f"{month}.{number + 1}.jsonl")
 
 
 def encode_event(event: Event) -> bytes:
@@ -62,7 +89,8 @@ def append_events(home: Path, instance: str, events: list[Event]) -> Path:
     """Append events (all in one month's log) in one write; used by batch imports."""
     if not events:
         raise SoulError("nothing to append")
-    path = log_path(home, instance, events[0]["at"])
+    at = events[0]["at"]
+    path = _segment_for_append(log_path(home, instance, at), at[:7])
     payload = b"".join(encode_event(e) for e in events)
     created = not path.exists()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -81,14 +81,21 @@ class SyncResult:
 # ---------------------------------------------------------------------- entry point
 
 
-def sync(soul: Soul, *, timeout: float = DEFAULT_TIMEOUT, attempts: int = PUSH_ATTEMPTS) -> SyncResult:
-    """Commit, fetch, merge, push (see the module docstring); never raises for network trouble."""
+def sync(
+    soul: Soul, *, timeout: float = DEFAULT_TIMEOUT, attempts: int = PUSH_ATTEMPTS, catch_up_index: bool = False
+) -> SyncResult:
+    """Commit, fetch, merge, push (see the module docstring); never raises for network trouble.
+
+    `catch_up_index` is for long-lived processes (daemon, server) that keep the model loaded: a
+    one-shot `soul sync` would spend seconds loading it, and recall catches up on read anyway."""
     started = time.monotonic()
     deadline = started + timeout
     result = SyncResult()
     try:
         with _sync_lock(soul, timeout):
             _run(soul, result, deadline, attempts)
+        if catch_up_index and result.received:
+            catch_up_semantic_index(soul)
     except OfflineError as exc:
         result.status, result.message = "offline", exc.message
         result.errors.append(exc.message)
@@ -153,7 +160,7 @@ def _run(soul: Soul, result: SyncResult, deadline: float, attempts: int) -> None
             hint="run `soul sync` again; local work is committed and kept",
         )
     if result.received:
-        catch_up_derived(soul)
+        refresh_duplicates(soul)
     result.message = f"synced: {result.sent} commit(s) sent, {result.received} received"
     _flag_refusals(result)
 
@@ -258,17 +265,20 @@ def _push(soul: Soul, branch: str, deadline: float) -> bool:
     raise SyncAttention(f"git push failed: {gitutil.first_line(result.stderr) or gitutil.first_line(result.stdout)}")
 
 
-def catch_up_derived(soul: Soul) -> None:
-    """After a pull: refresh the duplicate index now (so the next `remember` does not pay for the
-    pulled events) and bring an existing semantic index up to date; an index never built is left
-    for the first recall to build (a sync must not embed a whole soul). Derived state must never
-    fail a sync."""
+def refresh_duplicates(soul: Soul) -> None:
+    """After a pull: refresh the duplicate index now, so the next `remember` does not pay for the
+    pulled events. Derived state must never fail a sync."""
     try:
         from soul import dupes
 
         dupes.refresh(soul)
     except Exception as exc:
         log.warning("duplicate index refresh after pull failed: %s", exc)
+
+
+def catch_up_semantic_index(soul: Soul) -> None:
+    """Bring an existing semantic index up to date; an index never built is left for the first
+    recall to build (a sync must not embed a whole soul)."""
     try:
         from soul import index as index_mod
 
@@ -507,8 +517,7 @@ def _record_conflict(soul: Soul, conflict: Any) -> str:
         # A hand-edited file held a secret; the event keeps the key, never the credential.
         fields["kept"] = fields["dropped"] = "[REDACTED]"
     event = soul.append("conflict", fields, commit=False)
-    path = store.log_path(soul.home, soul.instance, event["at"])
-    _git(soul, ["add", "--", path.relative_to(soul.home).as_posix()])
+    _git(soul, ["add", "--", f"{store.MEMORIES_DIR}/{soul.instance}"])
     return str(event["id"])
 
 

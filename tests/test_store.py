@@ -7,6 +7,8 @@ import multiprocessing
 import os
 from pathlib import Path
 
+import pytest
+
 from soul import fsutil, store
 from soul.ids import new_ulid, now_iso
 
@@ -132,3 +134,15 @@ def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
     fsutil.atomic_write(target, "two")
     assert target.read_text() == "two"
     assert [p.name for p in target.parent.iterdir()] == ["f.txt"]
+
+
+def test_logs_roll_over_into_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "SEGMENT_BYTES", 2000)
+    written = [store.append_event(tmp_path, "alpha", _event(f"fact {i} " + "x" * 300)) for i in range(20)]
+    names = {p.name for p in written}
+    month = written[0].name[:7]
+    assert written[0].name == f"{month}.jsonl" and f"{month}.2.jsonl" in names and len(names) >= 3
+    # log_path names the segment the last append wrote; no segment exceeds the limit by more than a record.
+    assert store.log_path(tmp_path, "alpha", _event("x")["at"]) == written[-1]
+    assert all(p.stat().st_size < 2000 + 400 for p in store.log_files(tmp_path))
+    assert [e["text"][:7] for e in store.read_all(tmp_path)] == [f"fact {i} "[:7] for i in range(20)]
