@@ -484,7 +484,7 @@ METHOD = [
     "- *Recall in process*: `SoulIndex.search` on a loaded index (query embedding + hybrid search), the figure"
     " to compare with the numpy brute-force floor over the very same vectors plus the query-embedding floor.",
     "- *Sync, 3 incoming*: B remembers 3 memories and syncs; A's `soul sync` is timed (fetch, merge, commit,"
-    " push, and the index catching up, which loads the model in that process).",
+    " push and the duplicate index; the semantic index catches up at the next recall or in the daemon).",
     "- *A -> B*: A runs `soul remember` and `soul sync`, then B runs `soul sync`; the memory is then in B's log."
     " With daemons instead of manual syncs, the delay is set by the sync interval (see the sync script's figures).",
     "- Repository size: `.git` (the history), the JSONL logs in the work tree, and `.soul/` (index and embedding"
