@@ -60,3 +60,17 @@ def test_get_agrees(soul_home: Path, env: dict[str, str] | None) -> None:
 def test_help_goes_to_the_full_cli(soul_home: Path) -> None:
     out = run_soul("remember", "--help", home=soul_home)
     assert "--allow-duplicate" in out.stdout
+
+
+@pytest.mark.parametrize("env", [None, FULL], ids=["fast", "full"])
+def test_recall_json_agrees(soul_home: Path, env: dict[str, str] | None) -> None:
+    env = {**(env or {}), "SOUL_EMBEDDER": "lexical"}
+    run_soul("remember", "The deploy script lives in ops/deploy.sh", "--tag", "ops", "-p", "shop", home=soul_home)
+    run_soul("remember", "Lunch is at noon", home=soul_home)
+    hits = json.loads(
+        run_soul("recall", "deploy script", "-k", "1", "--tag", "ops", "--json", home=soul_home, env=env).stdout
+    )
+    assert [h["text"] for h in hits] == ["The deploy script lives in ops/deploy.sh"]
+    assert json.loads(run_soul("recall", "deploy", "--project", "none", "--json", home=soul_home, env=env).stdout) == []
+    assert run_soul("recall", "x", "-k", "0", "--json", home=soul_home, env=env, check=False).returncode == 2
+    assert run_soul("recall", "x", "--kind", "bogus", "--json", home=soul_home, env=env, check=False).returncode == 2

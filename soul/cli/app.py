@@ -84,12 +84,6 @@ def console(stderr: bool = False) -> Any:
 
 def read_text_arg(text: str) -> str:
     """TEXT or `-` for stdin; undecodable bytes are refused, not mangled."""
-    if text != "-":
-        return text
-    raw = sys.stdin.buffer.read()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        from soul.errors import UsageError
+    from soul.cli.fast import read_arg
 
-        raise UsageError(f"stdin is not valid UTF-8 (byte {exc.start})") from None
+    return read_arg(text)

@@ -1,4 +1,4 @@
-"""A fast path for the two commands assistants call most: `remember` and `get`.
+"""A fast path for the commands assistants call most: `remember`, `get` and `recall --json`.
 
 Building the full typer application costs more than the work itself (typer imports click, rich
 and pydantic and builds a validator per option), which would break the write-path budget. This
@@ -18,6 +18,16 @@ from typing import Any
 _GLOBAL = {"--home", "--instance"}
 _REMEMBER_VALUES = {"--kind": "kind", "--tag": "tag", "-t": "tag", "--project": "project", "-p": "project"}
 _REMEMBER_FLAGS = {"--redact": "redact", "--allow-duplicate": "allow_duplicate", "--json": "json"}
+_RECALL_VALUES = {
+    "-k": "k",
+    "--limit": "k",
+    "--kind": "kind",
+    "--tag": "tag",
+    "-t": "tag",
+    "--project": "project",
+    "-p": "project",
+    "--since": "since",
+}
 
 
 def run(argv: list[str]) -> bool:
@@ -36,6 +46,16 @@ def run(argv: list[str]) -> bool:
         if opts is None or len(opts["_pos"]) != 1:
             return False
         _remember(glob, opts)
+        return True
+    if command == "recall":
+        # Only the JSON form: the human table needs rich, which is the full CLI's job.
+        opts = _parse(args, _RECALL_VALUES, {"--json": "json"}, max_positional=1)
+        if opts is None or len(opts["_pos"]) != 1 or not opts.get("json") or len(opts["tag"]) > 1:
+            return False
+        k = opts.get("k", "10")
+        if not (k.isdigit() and 1 <= int(k) <= 1000):
+            return False
+        _recall(glob, opts, int(k))
         return True
     if command == "get":
         opts = _parse(args, {}, {"--resolve": "resolve", "--json": "json"}, max_positional=1)
@@ -109,17 +129,8 @@ def _open(glob: dict[str, str]) -> Any:
 def _remember(glob: dict[str, str], opts: dict[str, Any]) -> None:
     import json
 
-    text = opts["_pos"][0]
-    if text == "-":
-        raw = sys.stdin.buffer.read()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            from soul.errors import UsageError
-
-            raise UsageError(f"stdin is not valid UTF-8 (byte {exc.start})") from None
     result = _open(glob).remember(
-        text,
+        read_arg(opts["_pos"][0]),
         kind=opts.get("kind", "note"),
         tags=opts["tag"],
         project=opts.get("project"),
@@ -132,6 +143,33 @@ def _remember(glob: dict[str, str], opts: dict[str, Any]) -> None:
         sys.stderr.write(f"already remembered as {result.id}\n")
     else:
         sys.stderr.write(f"remembered {result.id}\n")
+
+
+def read_arg(value: str) -> str:
+    """VALUE, or stdin when it is `-`; undecodable bytes are refused, not mangled."""
+    if value != "-":
+        return value
+    raw = sys.stdin.buffer.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        from soul.errors import UsageError
+
+        raise UsageError(f"stdin is not valid UTF-8 (byte {exc.start})") from None
+
+
+def _recall(glob: dict[str, str], opts: dict[str, Any], k: int) -> None:
+    import json
+
+    hits = _open(glob).recall(
+        read_arg(opts["_pos"][0]),
+        k=k,
+        kind=opts.get("kind"),
+        tag=opts["tag"][0] if opts["tag"] else None,
+        project=opts.get("project"),
+        since=opts.get("since"),
+    )
+    sys.stdout.write(json.dumps(hits, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 def _get(glob: dict[str, str], opts: dict[str, Any]) -> None:
