@@ -138,19 +138,24 @@ class Stats:
     dropped: set[bytes] = field(default_factory=set)
 
 
+def _cat_file_batch(repo: Path) -> subprocess.Popen[bytes]:
+    """`git cat-file --batch` with binary pipes (gitutil.run is text-mode), no prompts, own group."""
+    return subprocess.Popen(
+        ["git", "cat-file", "--batch"],
+        cwd=repo,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=gitutil.git_env(),
+        start_new_session=True,
+    )
+
+
 class _Blobs:
     """Reads blobs through one `git cat-file --batch`, one at a time (for the few blobs at ref tips)."""
 
     def __init__(self, repo: Path) -> None:
-        self._proc = subprocess.Popen(
-            ["git", "cat-file", "--batch"],
-            cwd=repo,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=gitutil.git_env(),
-            start_new_session=True,
-        )
+        self._proc = _cat_file_batch(repo)
 
     def read(self, sha: bytes) -> bytes:
         assert self._proc.stdin is not None and self._proc.stdout is not None
@@ -183,15 +188,7 @@ def _close(proc: subprocess.Popen[bytes]) -> None:
 def _each_blob(repo: Path, shas: list[bytes]) -> Iterator[tuple[bytes, bytes]]:
     """(sha, content) for every sha, streamed: requests are written by a thread while the answers
     are read, so there is no round trip per blob and no deadlock on a full pipe."""
-    proc = subprocess.Popen(
-        ["git", "cat-file", "--batch"],
-        cwd=repo,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=gitutil.git_env(),
-        start_new_session=True,
-    )
+    proc = _cat_file_batch(repo)
     assert proc.stdin is not None and proc.stdout is not None
     stdin = proc.stdin
 
