@@ -95,28 +95,30 @@ def show(
 
 
 def _table(rows: list[dict[str, Any]], score: bool) -> None:
+    from rich import box
     from rich.table import Table
 
     from soul.cli.app import console
 
-    table = Table(show_header=True, header_style="bold", expand=False)
+    # A light box: ids are 26 characters, and the text column must still fit an 80-column terminal.
+    table = Table(show_header=True, header_style="bold", expand=False, box=box.SIMPLE_HEAD)
     table.add_column("id", style="dim", no_wrap=True)
     if score:
         table.add_column("score", justify="right")
     table.add_column("kind")
-    table.add_column("text", overflow="fold")
+    table.add_column("text", overflow="fold", ratio=1, min_width=16)
     table.add_column("tags")
-    table.add_column("by / at", style="dim")
+    table.add_column("by / at", style="dim", min_width=10)
     for row in rows:
         cells = [row["id"]]
         if score:
-            cells.append(f"{row.get('score', 0):.3f}")
+            cells.append(f"{row.get('score', 0):.2f}")
         also = f" (+{len(row['also'])} similar)" if row.get("also") else ""
         cells += [
             row["kind"],
             row["text"] + also,
             ", ".join(row["tags"]) + (f" [{row['project']}]" if row.get("project") else ""),
-            f"{row['by']} {row['at'][:16]}",
+            f"{row['by']}\n{row['at'][:10]}",
         ]
         table.add_row(*cells)
     console().print(table)

@@ -33,10 +33,15 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print status as J
     out.print(f"memories {info['memories']}  events {info['events']}")
     git = info["git"]
     out.print(f"git head {(git['head'] or '-')[:12]}  remote {git['remote'] or '(none)'}  dirty files {git['dirty']}")
+    index = info.get("index")
+    if isinstance(index, dict) and index.get("fallback"):
+        out.print(
+            f"[bold yellow]search: LEXICAL FALLBACK (exact words only)[/bold yellow]: {index.get('fallback_reason')}"
+        )
     for key, value in info.items():
         if key in ("home", "instance", "memories", "events", "git", "quarantined"):
             continue
-        out.print(f"{key}: {_short(value)}")
+        out.print(f"{key}: {_short(value)}", highlight=False)
     if info["quarantined"]:
         out.print(f"[yellow]{len(info['quarantined'])} bad line(s) quarantined[/yellow] (see `soul doctor`)")
 
@@ -64,5 +69,6 @@ def doctor(
 
 def _short(value: Any) -> str:
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
+        # Unset fields (None, empty lists) are noise in a human summary; --json has them all.
+        return ", ".join(f"{k}={v}" for k, v in value.items() if v not in (None, [], {}, "")) or "-"
     return str(value)
