@@ -7,7 +7,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,21 @@ def run_soul(
     if check and result.returncode != 0:
         raise AssertionError(f"soul {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def git(repo: Path, *args: str) -> str:
+    """Plain git in `repo` (tests inspect repositories directly); fails the test on error."""
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll `check` every 50 ms until it holds or `timeout` passes (bounded, never hangs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
 
 
 def soul_json(*args: str, **kwargs: Any) -> Any:

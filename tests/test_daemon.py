@@ -6,7 +6,7 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,26 +14,13 @@ import pytest
 from soul import daemon as daemon_mod
 from soul.core import Soul
 
-from conftest import run_soul
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+from conftest import git, run_soul, wait_for
 
 
 def remote_log(remote: Path, soul: Soul) -> str:
     """The newest event log of `soul` as the remote has it ("" while it has none)."""
     rel = _log_rel(soul)
     return subprocess.run(["git", "show", f"main:{rel}"], cwd=remote, capture_output=True, text=True).stdout
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def no_commit_on_write(home: Path) -> None:
@@ -55,7 +42,7 @@ def running(synced: Soul) -> Iterator[daemon_mod.Daemon]:
     daemon = daemon_mod.Daemon(synced, interval=30.0, warm=False)
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
-    assert wait_for(lambda: daemon.state.get("syncs", 0) >= 1)
+    assert wait_for(lambda: daemon.state.get("syncs", 0) >= 1, timeout=20)
     yield daemon
     daemon.request_stop()
     thread.join(timeout=30)

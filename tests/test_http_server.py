@@ -12,7 +12,7 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 
 from soul.events_client import Subscriber
 
-from conftest import SOUL_BIN, run_soul
+from conftest import SOUL_BIN, run_soul, wait_for
 
 
 def free_port() -> int:
@@ -227,15 +227,6 @@ def test_init_token_makes_a_0600_file_and_loose_permissions_are_refused(soul_hom
 
 
 # ---------------------------------------------------------------------- broadcast
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def subscribe(srv: Server) -> tuple[Subscriber, list[dict[str, Any]]]:

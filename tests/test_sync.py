@@ -11,11 +11,7 @@ import pytest
 from soul import sync as sync_mod
 from soul.core import Soul
 
-from conftest import SOUL_BIN, run_soul
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+from conftest import SOUL_BIN, git, run_soul
 
 
 def first(tmp_path: Path, remote: Path, name: str = "alpha") -> Soul:

@@ -13,27 +13,14 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from soul.core import Soul
 
-from conftest import SOUL_BIN, run_soul
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
+from conftest import SOUL_BIN, git, run_soul, wait_for
 
 
 def sync_json(home: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, object]]:
