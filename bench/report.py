@@ -57,6 +57,21 @@ def ratio(a: dict[str, Any] | None, b: dict[str, Any] | float | None) -> str:
 # ---------------------------------------------------------------------- plots
 
 
+def _scale_axes(ax: Any, xs: list[int], ylabel: str, title: str, ncol: int) -> None:
+    """Log-log axes over the scale series' sizes, labelled, with the legend below."""
+    import matplotlib.ticker
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(xs, [f"{x:,}" for x in xs])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("memories in the soul")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=ncol)
+
+
 def plot_scale(scale: dict[str, Any], path: Path) -> bool:
     rows = scale.get("sizes", [])
     if not rows:
@@ -79,29 +94,13 @@ def plot_scale(scale: dict[str, Any], path: Path) -> bool:
         hi = [p[1]["max_ms"] - p[1]["median_ms"] for p in pts]
         style = "--" if "floor" in label else "-"
         left.errorbar(x, med, yerr=[lo, hi], marker="o", linestyle=style, capsize=3, label=label)
-    left.set_xscale("log")
-    left.set_yscale("log")
-    left.set_xticks(xs, [f"{x:,}" for x in xs])
-    left.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    left.set_xlabel("memories in the soul")
-    left.set_ylabel("latency, ms (median; bars: min–max)")
-    left.set_title("Latency vs number of memories")
-    left.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+    _scale_axes(left, xs, "latency, ms (median; bars: min–max)", "Latency vs number of memories", ncol=3)
     mb = 1e6
     right.plot(xs, [r["disk"]["git_bytes"] / mb for r in rows], marker="o", label="git repository (.git)")
     right.plot(xs, [r["disk"]["worktree_bytes"] / mb for r in rows], marker="o", label="logs in the work tree")
     right.plot(xs, [r["disk"]["index_and_cache_bytes"] / mb for r in rows], marker="o", label="index + embedding cache")
     right.plot(xs, [r.get("daemon_rss_bytes", 0) / mb for r in rows], marker="s", label="daemon RSS (warm)")
-    right.set_xscale("log")
-    right.set_yscale("log")
-    right.set_xticks(xs, [f"{x:,}" for x in xs])
-    right.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    right.set_xlabel("memories in the soul")
-    right.set_ylabel("MB")
-    right.set_title("Disk and memory")
-    right.grid(True, which="both", alpha=0.3)
-    right.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    _scale_axes(right, xs, "MB", "Disk and memory", ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
