@@ -7,7 +7,6 @@ only appender of event logs), then optionally a local git commit (never the netw
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -768,7 +767,3 @@ def _redact_url(url: str) -> str:
     import re
 
     return re.sub(r"//([^/@:]+):[^/@]*@", r"//\1:***@", url)
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")
