@@ -18,7 +18,6 @@ import hashlib
 import json
 import shutil
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -49,6 +48,10 @@ def index_dir(soul: Soul) -> Path:
 
 def state_path(soul: Soul) -> Path:
     return index_dir(soul) / "state.json"
+
+
+def snapshot_path(soul: Soul) -> Path:
+    return index_dir(soul) / "snapshot.npz"
 
 
 def read_state(soul: Soul) -> dict[str, Any]:
@@ -112,6 +115,11 @@ class SoulIndex:
         # updated_at of the state this handle last wrote or read: a change means another process
         # wrote the table, and a LanceDB handle does not see other writers until reopened.
         self._seen: str | None = None
+        # Short-lived processes save the snapshot after each change so the next cold recall is fast;
+        # a warm server sets this False and saves from its maintenance loop instead (one write per
+        # quiet period, not one per remember).
+        self.snapshot_eager = True
+        self._snapshot_of: str | None = None
         self.adds_since_optimize = 0
         self._optimized_fragments = 1
 
@@ -208,14 +216,22 @@ class SoulIndex:
             if state.get("updated_at") != self._seen:
                 self._forget_handles()
                 self._seen = state.get("updated_at")
+            nothing = {"added": 0, "updated": 0, "deleted": 0, "rebuilt": False}
+            if state.get("embedder") != emb.id:
+                return self._rebuild(stamps, progress)
+            # A current snapshot answers without LanceDB (and without importing it).
+            if state.get("stamps") == stamps and (self._matrix is not None or self._read_snapshot(state)):
+                return nothing
             # The schema check opens the table: done once per handle, not on every query.
-            if state.get("embedder") != emb.id or not (self._table is not None or self._table_ok(emb.dim)):
+            if not (self._table is not None or self._table_ok(emb.dim)):
                 return self._rebuild(stamps, progress)
             if state.get("stamps") == stamps:
-                return {"added": 0, "updated": 0, "deleted": 0, "rebuilt": False}
+                self._load_matrix()
+                return nothing
             result = self._apply_diff(progress)
             self._maybe_optimize(result)
             self._write_state(stamps)
+            self._load_matrix()
             return result
 
     def rebuild(self, progress: Progress | None = None) -> dict[str, Any]:
@@ -242,12 +258,12 @@ class SoulIndex:
             shutil.rmtree(index_dir(self.soul), ignore_errors=True)
             table = self._connect().create_table(TABLE, data=data, schema=data.schema, mode="overwrite")
         self._table = table
-        with warnings.catch_warnings():
-            # Deprecated in favour of create_index(config=FTS()); same native BM25 index.
-            warnings.simplefilter("ignore")
-            table.create_fts_index("terms", replace=True, use_tantivy=False)
+        from soul.vecsearch import Matrix
+
+        self._matrix = Matrix.from_arrow(data, self.embedder.dim)
         self._optimize()
         self._write_state(stamps)
+        self._save_snapshot()
         return {"added": len(docs), "updated": 0, "deleted": 0, "rebuilt": True}
 
     def _apply_diff(self, progress: Progress | None) -> dict[str, Any]:
@@ -263,8 +279,14 @@ class SoulIndex:
             ids = ", ".join(_sql_str(i) for i in to_delete[start : start + 500])
             table.delete(f"id IN ({ids})")
         upserts = changed + new
+        added = []
         for start in range(0, len(upserts), 5000):
-            table.add(self._rows(upserts[start : start + 5000], progress))
+            added.append(self._rows(upserts[start : start + 5000], progress))
+            table.add(added[-1])
+        if self._matrix is not None and (to_delete or added):
+            import pyarrow as pa
+
+            self._matrix = self._matrix.updated(to_delete, pa.concat_tables(added) if added else None)
         self.adds_since_optimize += len(upserts) + len(to_delete)
         return {"added": len(new), "updated": len(changed), "deleted": len(gone), "rebuilt": False}
 
@@ -278,6 +300,8 @@ class SoulIndex:
         with self._locked():
             self._optimize()
             self._write_state(read_state(self.soul).get("stamps") or {})
+            if self.snapshot_eager:
+                self._save_snapshot()
 
     def _optimize(self) -> None:
         # Versions older than a few minutes are dropped: a reader in another process that still
@@ -317,7 +341,50 @@ class SoulIndex:
         }
         fsutil.atomic_write(state_path(self.soul), json.dumps(state, indent=1))
         self._seen = str(state["updated_at"])
-        self._matrix = None
+        if self._matrix is not None and len(self._matrix.ids) != state["rows"]:
+            self._matrix = None  # out of step with the table: reloaded from it
+
+    # ------------------------------------------------------------------ the in-memory side and its snapshot
+
+    def _version(self, state: dict[str, Any]) -> dict[str, Any]:
+        """What a snapshot must match: the state written with the table, and the table's manifests."""
+        from soul.vecsearch import table_stamp
+
+        keys = ("updated_at", "embedder", "rows")
+        return {**{key: state.get(key) for key in keys}, "table": table_stamp(index_dir(self.soul) / f"{TABLE}.lance")}
+
+    def _read_snapshot(self, state: dict[str, Any]) -> bool:
+        from soul.vecsearch import Matrix
+
+        self._matrix = Matrix.read(snapshot_path(self.soul), self._version(state))
+        if self._matrix is not None:
+            self._snapshot_of = state.get("updated_at")
+        return self._matrix is not None
+
+    def _load_matrix(self) -> None:
+        """The matrix for the table as it is now (held under the index lock), saved when eager."""
+        from soul.vecsearch import Matrix
+
+        if self._matrix is None:
+            self._matrix = Matrix.load(self._open_table(), self.embedder.dim)
+        if self.snapshot_eager:
+            self._save_snapshot()
+
+    def _save_snapshot(self) -> None:
+        state = read_state(self.soul)
+        if self._matrix is None or state.get("updated_at") != self._seen or self._snapshot_of == self._seen:
+            return
+        try:
+            self._matrix.save(snapshot_path(self.soul), self._version(state))
+            self._snapshot_of = self._seen
+        except OSError as exc:  # a cache: failing to write it costs speed, never an answer
+            if self._warn:
+                self._warn(f"soul: could not save the index snapshot: {exc}")
+
+    def save_snapshot(self) -> None:
+        """For long-lived servers (`snapshot_eager = False`): write the snapshot if it is behind."""
+        with self._locked():
+            self._save_snapshot()
 
     # ------------------------------------------------------------------ searching
 
@@ -332,15 +399,10 @@ class SoulIndex:
         fusion: str | None = None,
     ) -> list[dict[str, Any]]:
         """Hybrid (vector + BM25) hits, fused; near-duplicates collapsed when configured."""
-        where = build_where(kind, tag, project, since)
-        since_iso = where_since(since)
+        filters = (kind, tag, project, since_iso(since))
         self.catch_up()
         with self._mutex:
-            try:
-                rows = self._query(query, k, where, (kind, tag, project, since_iso), fusion)
-            except Exception:  # a stale handle (another process rebuilt): reopen once
-                self._forget_handles()
-                rows = self._query(query, k, where, (kind, tag, project, since_iso), fusion)
+            rows = self._query(query, k, filters, fusion)
         from soul.vecsearch import collapse, duplicate_threshold
 
         # Lexical vectors say only which words two texts share, not whether they mean the same:
@@ -354,16 +416,12 @@ class SoulIndex:
         self._matrix = None
 
     def matrix(self) -> Any:
-        """The in-memory vector leg for the current table version (see soul/vecsearch.py)."""
-        from soul.vecsearch import Matrix
-
+        """The in-memory side for the current table version (see soul/vecsearch.py)."""
         if self._matrix is None:
-            self._matrix = Matrix.load(self._open_table(), self.embedder.dim)
+            self.catch_up()
         return self._matrix
 
-    def _query(
-        self, query: str, k: int, where: str | None, filters: tuple[str | None, ...], fusion: str | None
-    ) -> list[dict[str, Any]]:
+    def _query(self, query: str, k: int, filters: tuple[str | None, ...], fusion: str | None) -> list[dict[str, Any]]:
         from soul.vecsearch import fuse
 
         mat = self.matrix()
@@ -374,15 +432,7 @@ class SoulIndex:
         else:
             method = fusion or FUSION
             vector = mat.top(self.embedder.embed_query(query), limit, mask)
-            builder = self._open_table().search(query, query_type="fts", fts_columns="terms")
-            if where:
-                builder = builder.where(where, prefilter=True)
-            found = builder.select(["id"]).limit(limit).to_arrow()
-            fts = [
-                (mat.pos[i], float(score))
-                for i, score in zip(found["id"].to_pylist(), found["_score"].to_pylist(), strict=True)
-                if i in mat.pos
-            ]
+            fts = mat.keyword(query, limit, mask)
             weight = float(method.split(":", 1)[1]) if method.startswith("linear:") else LINEAR_WEIGHT
             fused = fuse(vector, fts, "rrf" if method == "rrf" else "linear", weight, RRF_K)
         out = []
@@ -397,7 +447,7 @@ class SoulIndex:
         self.catch_up()
         with self._mutex:
             mat = self.matrix()
-            return list(mat.ids), mat.vecs.copy()
+            return mat.ids.tolist(), mat.vecs.copy()
 
 
 def _skip_rest_client() -> None:
@@ -424,33 +474,17 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def where_since(since: str | None) -> str | None:
-    """`--since` as the index's timestamp format (`build_where` has already validated it)."""
+def since_iso(since: str | None) -> str | None:
+    """`--since` in the index's timestamp format; a bad date is a usage error."""
     if not since:
         return None
     from soul.ids import iso_from_ms, parse_iso
 
-    return iso_from_ms(int(parse_iso(since).timestamp() * 1000))
-
-
-def build_where(kind: str | None, tag: str | None, project: str | None, since: str | None) -> str | None:
-    """A SQL filter for the table; user values are quoted, never spliced."""
-    parts = []
-    if kind:
-        parts.append(f"kind = {_sql_str(kind)}")
-    if tag:
-        parts.append(f"array_has(tags, {_sql_str(tag)})")
-    if project:
-        parts.append(f"project = {_sql_str(project)}")
-    if since:
-        from soul.ids import iso_from_ms, parse_iso
-
-        try:
-            when = parse_iso(since)
-        except ValueError:
-            raise UsageError(f"invalid --since {since!r}", hint="use a date like 2026-01-31") from None
-        parts.append(f"at >= {_sql_str(iso_from_ms(int(when.timestamp() * 1000)))}")
-    return " AND ".join(parts) or None
+    try:
+        when = parse_iso(since)
+    except ValueError:
+        raise UsageError(f"invalid --since {since!r}", hint="use a date like 2026-01-31") from None
+    return iso_from_ms(int(when.timestamp() * 1000))
 
 
 # ---------------------------------------------------------------------- for other modules

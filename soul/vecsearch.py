@@ -1,61 +1,162 @@
-"""The vector leg of hybrid recall, in memory, and the fusion of the two legs.
+"""The in-memory side of hybrid recall, and the fusion of its two legs.
 
-`Matrix` holds the index's vectors, filter columns and row JSON as numpy arrays, loaded once from
-the LanceDB table and dropped whenever the table changes. Brute force over L2-normalised vectors
-is exact and, measured at 1k-10k memories, about ten times faster than LanceDB's flat vector
-search in this process (bench/bench_recall.py); BM25 stays in LanceDB.
+`Matrix` holds the index's vectors, filter columns, row JSON and BM25 postings (soul/bm25.py) as
+numpy arrays. Brute force over L2-normalised vectors is exact and, measured at 1k-10k memories,
+about ten times faster than LanceDB's flat vector search in this process (bench/bench_recall.py).
+
+A `Matrix` is built from the LanceDB table once, then follows each write of this process
+(`updated`), and is saved as a snapshot (`save`/`read`, one uncompressed `.npz`, no pickles) so
+that a cold `soul recall` answers without importing lancedb at all. The snapshot names the table
+version it describes (`state.json`'s `updated_at` plus a stamp of the table's manifests); a snapshot
+for any other version is ignored.
 
 `fuse` reproduces LanceDB's `LinearCombinationReranker` (min-max normalised scores, missing = 0)
 and `RRFReranker` exactly, so the fusion measured with those rerankers is the one served.
 `collapse` folds near-duplicate hits (cosine >= `[index] duplicate_threshold`) into the best one.
-Invariant: a `Matrix` describes exactly one table version; the owner discards it on any write.
+Invariant: a `Matrix` describes exactly one table version and is never mutated (only its tag-mask cache).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from soul.bm25 import Bm25
+
 Vec = npt.NDArray[np.float32]
+Strs = npt.NDArray[np.str_]
+SNAPSHOT_FORMAT = 1
+TAG_SEP = "\x1f"
+COLUMNS = ["id", "vector", "kind", "project", "at", "tags", "doc", "terms"]
+
+
+def table_stamp(lance_dir: Path) -> list[list[Any]]:
+    """Name, size and mtime of each manifest: any write to the table changes it (one scandir)."""
+    try:
+        with os.scandir(lance_dir / "_versions") as entries:
+            stamp = [[e.name, e.stat().st_size, e.stat().st_mtime_ns] for e in entries if e.is_file()]
+    except OSError:
+        return []
+    return sorted(stamp)
 
 
 @dataclass
 class Matrix:
-    ids: list[str]
+    ids: Strs
     vecs: Vec
-    kinds: npt.NDArray[Any]
-    projects: npt.NDArray[Any]
-    ats: npt.NDArray[Any]
-    tags: list[list[str]]
-    docs: list[str]
-    pos: dict[str, int] = field(default_factory=dict)
+    kinds: Strs
+    projects: Strs
+    ats: Strs
+    tags: Strs  # each row's tags joined by TAG_SEP
+    blob: npt.NDArray[np.uint8]  # the rows' JSON, back to back
+    offs: npt.NDArray[np.int64]  # row i is blob[offs[i]:offs[i + 1]]
+    bm25: Bm25
     _tag_masks: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, table: Any, dim: int) -> Matrix:
-        cols = ["id", "vector", "kind", "project", "at", "tags", "doc"]
-        data = table.search().select(cols).limit(max(1, table.count_rows())).to_arrow()
+        data = table.search().select(COLUMNS).limit(max(1, table.count_rows())).to_arrow()
+        return cls.from_arrow(data, dim)
+
+    @classmethod
+    def from_arrow(cls, data: Any, dim: int) -> Matrix:
+        """From an Arrow table with COLUMNS (the index's own rows)."""
         ids = data["id"].to_pylist()
         if ids:
             flat = data["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
             vecs = np.ascontiguousarray(flat.reshape(len(ids), -1), dtype=np.float32)
         else:
             vecs = np.zeros((0, dim), dtype=np.float32)
-        matrix = cls(
-            ids=ids,
+        docs = [d.encode("utf-8") for d in data["doc"].to_pylist()]
+        offs = np.zeros(len(docs) + 1, dtype=np.int64)
+        np.cumsum([len(d) for d in docs], out=offs[1:])
+        return cls(
+            ids=_strs(ids),
             vecs=vecs,
-            kinds=np.array(data["kind"].to_pylist(), dtype=object),
-            projects=np.array([p or "" for p in data["project"].to_pylist()], dtype=object),
-            ats=np.array(data["at"].to_pylist(), dtype=object),
-            tags=[list(t or []) for t in data["tags"].to_pylist()],
-            docs=data["doc"].to_pylist(),
+            kinds=_strs(data["kind"].to_pylist()),
+            projects=_strs([p or "" for p in data["project"].to_pylist()]),
+            ats=_strs(data["at"].to_pylist()),
+            tags=_strs([TAG_SEP.join(t or []) for t in data["tags"].to_pylist()]),
+            blob=np.frombuffer(b"".join(docs), dtype=np.uint8),
+            offs=offs,
+            bm25=Bm25.build(data["terms"].to_pylist()),
         )
-        matrix.pos = {memory_id: i for i, memory_id in enumerate(ids)}
-        return matrix
+
+    def updated(self, deleted: list[str], added: Any) -> Matrix:
+        """This matrix without the rows of `deleted` ids, plus the Arrow rows `added` (same columns)."""
+        keep = ~np.isin(self.ids, np.array(deleted, dtype=np.str_)) if deleted else np.ones(len(self.ids), bool)
+        extra = Matrix.from_arrow(added, self.vecs.shape[1]) if added is not None and added.num_rows else None
+        lengths = np.diff(self.offs)[keep]
+        blob = self.blob[np.repeat(keep, np.diff(self.offs))] if not keep.all() else self.blob
+        bm25 = self.bm25.subset(keep) if not keep.all() else self.bm25
+        parts = [self._select(keep)]
+        if extra is not None:
+            parts.append(extra._select(np.ones(len(extra.ids), bool)))
+            blob = np.concatenate([blob, extra.blob])
+            lengths = np.concatenate([lengths, np.diff(extra.offs)])
+            bm25 = bm25.extend(added["terms"].to_pylist())
+        offs = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offs[1:])
+        cols: dict[str, Any] = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        return Matrix(**cols, blob=blob, offs=offs, bm25=bm25)
+
+    def _select(self, keep: npt.NDArray[np.bool_]) -> dict[str, Any]:
+        names = ("ids", "vecs", "kinds", "projects", "ats", "tags")
+        return {name: getattr(self, name)[keep] for name in names}
+
+    # ------------------------------------------------------------------ snapshot
+
+    def save(self, path: Path, version: dict[str, Any]) -> None:
+        """Write the snapshot atomically (temp + fsync + rename)."""
+        import tempfile
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"format": SNAPSHOT_FORMAT, **version}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            savez: Any = np.savez  # its stubs read **arrays as its own keyword flags
+            with os.fdopen(fd, "wb") as handle:
+                savez(
+                    handle,
+                    meta=np.array(json.dumps(meta, sort_keys=True)),
+                    ids=self.ids,
+                    vecs=self.vecs,
+                    kinds=self.kinds,
+                    projects=self.projects,
+                    ats=self.ats,
+                    tags=self.tags,
+                    blob=self.blob,
+                    offs=self.offs,
+                    **self.bm25.arrays("bm25_"),
+                )
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def read(cls, path: Path, version: dict[str, Any]) -> Matrix | None:
+        """The snapshot at `path` if it describes exactly `version`; None if missing, stale or unreadable."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                if meta != {"format": SNAPSHOT_FORMAT, **json.loads(json.dumps(version))}:
+                    return None
+                names = ("ids", "vecs", "kinds", "projects", "ats", "tags", "blob", "offs")
+                cols = {name: data[name] for name in names}
+                return cls(**cols, bm25=Bm25.from_arrays(data, "bm25_"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    # ------------------------------------------------------------------ queries
 
     def mask(
         self, kind: str | None, tag: str | None, project: str | None, since_iso: str | None
@@ -74,13 +175,13 @@ class Matrix:
             out = both(self.ats >= since_iso)
         if tag:
             if tag not in self._tag_masks:
-                self._tag_masks[tag] = np.array([tag in t for t in self.tags], dtype=bool)
+                self._tag_masks[tag] = np.array([tag in t.split(TAG_SEP) for t in self.tags.tolist()], dtype=bool)
             out = both(self._tag_masks[tag])
         return out
 
     def top(self, qvec: Vec, limit: int, mask: npt.NDArray[np.bool_] | None) -> list[tuple[int, float]]:
         """(row, distance) of the nearest rows, nearest first; distance = 2 - 2cos (LanceDB's L2²)."""
-        if not self.ids:
+        if not len(self.ids):
             return []
         sims = self.vecs @ qvec
         if mask is not None:
@@ -92,13 +193,22 @@ class Matrix:
         order = part[np.argsort(-sims[part], kind="stable")]
         return [(int(i), float(2.0 - 2.0 * sims[i])) for i in order]
 
+    def keyword(self, query: str, limit: int, mask: npt.NDArray[np.bool_] | None) -> list[tuple[int, float]]:
+        """(row, BM25 score) of the best keyword matches, best first."""
+        return self.bm25.query(query, limit, mask)
+
     def newest(self, limit: int, mask: npt.NDArray[np.bool_] | None) -> list[int]:
-        rows = range(len(self.ids)) if mask is None else np.flatnonzero(mask).tolist()
-        return sorted(rows, key=lambda i: (self.ats[i], self.ids[i]), reverse=True)[:limit]
+        rows = np.arange(len(self.ids)) if mask is None else np.flatnonzero(mask)
+        order = np.lexsort((self.ids[rows], self.ats[rows]))[::-1][:limit]
+        return [int(rows[i]) for i in order]
 
     def doc(self, row: int) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.docs[row])
+        data: dict[str, Any] = json.loads(self.blob[self.offs[row] : self.offs[row + 1]].tobytes())
         return data
+
+
+def _strs(values: list[str]) -> Strs:
+    return np.array(values, dtype=np.str_) if values else np.zeros(0, dtype="<U1")
 
 
 def _minmax(values: list[float]) -> list[float]:

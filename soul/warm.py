@@ -151,6 +151,8 @@ class WarmServer:
         if fd is None:
             raise SoulError(f"a warm recall server already runs for {self.soul.home}")
         self._lock_fd = fd
+        # Saved from _maintain, once per quiet period, rather than after every write.
+        self.soul.index().snapshot_eager = False
         self._sock = self._bind()
         for target in (self._accept_loop, self._maintain):
             thread = threading.Thread(target=target, name=f"soul-warm-{target.__name__}", daemon=True)
@@ -263,6 +265,7 @@ class WarmServer:
                 index.catch_up()
                 if first or index.needs_optimize():
                     index.optimize()
+                index.save_snapshot()
             except Exception as exc:  # maintenance retries on the next round
                 _warn_once(f"soul: warm server maintenance failed: {type(exc).__name__}: {exc}")
             first = False

@@ -73,12 +73,14 @@ def test_lexical_fallback_finds_exact_words(tmp_path: Path, monkeypatch: pytest.
 
 @pytest.mark.semantic
 def test_in_memory_fusion_matches_lancedb_rerankers(tmp_path: Path, model_dir: Path) -> None:
-    """The served path (numpy vector leg + `vecsearch.fuse`) ranks like LanceDB's own hybrid query."""
+    """The served path (numpy vectors + in-memory BM25 + `vecsearch.fuse`) ranks like LanceDB's own
+    hybrid query over a native FTS index, which soul no longer builds: the test builds it as the oracle."""
     from lancedb.rerankers import LinearCombinationReranker, RRFReranker
 
     core, _ = build(tmp_path / "same", model_dir)
     index = core.index()
     table = index._open_table()
+    table.create_fts_index("terms", use_tantivy=False)
     rerankers = {"rrf": RRFReranker(K=index_mod.RRF_K), "linear": LinearCombinationReranker(weight=0.8)}
     for fusion, reranker in rerankers.items():
         for question, _ in EVAL["paraphrase"] + EVAL["keyword"]:
