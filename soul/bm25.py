@@ -168,30 +168,30 @@ class Bm25:
             return []
         avg = float(self.doclen.sum()) / n_docs
         scores = np.zeros(len(self.doclen), dtype=np.float64)
-        touched = []
+        hit = np.zeros(len(self.doclen), dtype=bool)  # cheaper than np.unique over long postings
         for term in analyze(text):
             t = self.vocab.get(term)
             if t is None:
                 continue
-            rows = self.rows[self.ptr[t] : self.ptr[t + 1]]
-            if not len(rows):
+            start, end = int(self.ptr[t]), int(self.ptr[t + 1])
+            if start == end:
                 continue
-            tf = self.tfs[self.ptr[t] : self.ptr[t + 1]].astype(np.float64)
-            n = len(rows)
+            rows = self.rows[start:end]
+            tf = self.tfs[start:end].astype(np.float64)
+            n = end - start
             idf = np.log(1.0 + (n_docs - n + 0.5) / (n + 0.5))
             scores[rows] += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * self.doclen[rows] / avg))
-            touched.append(rows)
-        if not touched:
-            return []
-        cand = np.unique(np.concatenate(touched))
+            hit[rows] = True
         if mask is not None:
-            cand = cand[mask[cand]]
+            hit &= mask
+        cand = np.flatnonzero(hit)
         if not len(cand):
             return []
         found = scores[cand]
         n = min(limit, len(cand))
         part = np.argpartition(-found, n - 1)[:n]
-        order = part[np.argsort(-found[part], kind="stable")]
+        # Equal scores: the later row first, as LanceDB orders them (it matters to RRF ranks).
+        order = part[np.lexsort((-cand[part], -found[part]))]
         return [(int(cand[i]), float(found[i])) for i in order]
 
     def arrays(self, prefix: str) -> dict[str, npt.NDArray[Any]]:

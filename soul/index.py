@@ -304,9 +304,9 @@ class SoulIndex:
                 self._save_snapshot()
 
     def _optimize(self) -> None:
-        # Versions older than a few minutes are dropped: a reader in another process that still
-        # holds one reopens the table on error (see search).
-        self._open_table().optimize(cleanup_older_than=timedelta(minutes=5))
+        # Every older version goes at once: queries never read the table (they use the matrix or
+        # its snapshot) and writers hold index.lock, so no one can be reading an old version.
+        self._open_table().optimize(cleanup_older_than=timedelta(0))
         self.adds_since_optimize = 0
         self._optimized_fragments = self.fragments()
 

@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from soul import gitutil
+from soul import fsutil, gitutil
 
 JOURNAL = "purge-state.json"
 # Always rebuilt after a purge: the semantic index (rows hold the text) and the duplicate index.
@@ -36,14 +36,17 @@ def _forms(text: str) -> list[bytes]:
 def scrub_state(state_dir: Path, texts: list[str], embedder_ids: list[str]) -> list[str]:
     """Delete derived indexes and every trace of `texts` under `.soul/`; return what was touched."""
     touched: list[str] = []
-    for name in _DERIVED:
-        path = state_dir / name
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-            touched.append(name)
-        elif path.exists():
-            path.unlink()
-            touched.append(name)
+    # Under the index lock: a warm server saving its in-memory snapshot must not recreate the
+    # index directory (with the text in it) right after it is gone.
+    with fsutil.file_lock(state_dir / "index.lock", timeout=600):
+        for name in _DERIVED:
+            path = state_dir / name
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+                touched.append(name)
+            elif path.exists():
+                path.unlink()
+                touched.append(name)
     if _drop_embeddings(state_dir / _EMBEDDINGS, texts, embedder_ids):
         touched.append(_EMBEDDINGS)
     forms = sorted({f for t in texts for f in _forms(t)}, key=len, reverse=True)
@@ -64,8 +67,6 @@ def scrub_state(state_dir: Path, texts: list[str], embedder_ids: list[str]) -> l
 
 
 def _scrub_file(path: Path, data: bytes, forms: list[bytes]) -> None:
-    from soul import fsutil
-
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
