@@ -82,6 +82,9 @@ class Daemon:
         self._failures = 0
         self._next_sync = 0.0
         self._next_heartbeat = 0.0
+        # When the warm server runs, it alone holds this process's index (model and matrix):
+        # a second SoulIndex here would double the memory at 100k memories.
+        self._warm_server: Any = None
         self.state: dict[str, Any] = {"pid": os.getpid(), "started": now_iso(), "commits": 0, "syncs": 0}
 
     # -------------------------------------------------------------- signals from other threads
@@ -134,7 +137,7 @@ class Daemon:
 
         self._commit()
         sync_mod.refresh_duplicates(self.soul)
-        sync_mod.catch_up_semantic_index(self.soul)
+        self._refresh_index()
         self._next_sync = time.monotonic()
 
     def _step(self) -> None:
@@ -188,7 +191,10 @@ class Daemon:
         from soul import sync as sync_mod
 
         try:
-            result = sync_mod.sync(self.soul, timeout=max(30.0, min(self.interval, 120.0)), catch_up_index=True)
+            timeout = max(30.0, min(self.interval, 120.0))
+            result = sync_mod.sync(self.soul, timeout=timeout, catch_up_index=self._warm_server is None)
+            if result.received and self._warm_server is not None:
+                self._warm_server.refresh()
         except Exception as exc:  # never exit on a sync error: log it and try again later
             self._error(f"sync failed: {type(exc).__name__}: {exc}")
             self._next_sync = time.monotonic() + self.interval
@@ -260,7 +266,16 @@ class Daemon:
             return None
         server = WarmServer(self.soul)
         server.start()
+        self._warm_server = server
         return server
+
+    def _refresh_index(self) -> None:
+        if self._warm_server is not None:
+            self._warm_server.refresh()
+        else:
+            from soul import sync as sync_mod
+
+            sync_mod.catch_up_semantic_index(self.soul)
 
     def _subscriber(self) -> Any:
         url = self.soul.config["sync"].get("server")

@@ -140,6 +140,7 @@ class WarmServer:
         # A private Soul: its view cache is not shared with the threads of whoever started us.
         self.soul = SoulClass(soul.home, soul.instance)
         self._stop = threading.Event()
+        self._poke = threading.Event()
         self._sock: socket.socket | None = None
         self._lock_fd: int | None = None
         self._threads: list[threading.Thread] = []
@@ -183,8 +184,13 @@ class WarmServer:
                 tmpdir.rmdir()
         return sock
 
+    def refresh(self) -> None:
+        """Catch the index up now rather than at the next maintenance round (after a pull)."""
+        self._poke.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._poke.set()
         for thread in self._threads:
             thread.join(timeout=10)
         if self._sock is not None:
@@ -269,7 +275,8 @@ class WarmServer:
             except Exception as exc:  # maintenance retries on the next round
                 _warn_once(f"soul: warm server maintenance failed: {type(exc).__name__}: {exc}")
             first = False
-            self._stop.wait(MAINTENANCE_EVERY)
+            self._poke.wait(MAINTENANCE_EVERY)
+            self._poke.clear()
 
 
 def _opt_str(value: Any) -> str | None:
