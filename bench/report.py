@@ -13,7 +13,8 @@ from typing import Any
 SCALE_LINES = [
     ("remember", "soul remember (process)"),
     ("recall_warm_process", "soul recall (process, daemon warm)"),
-    ("recall_cold_process", "soul recall (process, cold)"),
+    ("recall_cold_process", "soul recall (process, cold, index current)"),
+    ("recall_cold_catch_up", "soul recall (process, cold, first after new memories: catch-up)"),
     ("recall_warm_in_process", "recall in process (warm)"),
     ("numpy_floor_same_vectors", "numpy brute force (floor)"),
     ("rebuild", "index rebuild"),

@@ -169,6 +169,8 @@ def summary_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((f"[{n}] numpy floor, same vectors", fmt(row.get("numpy_floor_same_vectors"))))
         rows.append((f"[{n}] soul recall process, daemon warm", fmt(row.get("recall_warm_process"))))
         rows.append((f"[{n}] soul recall process, cold", fmt(row.get("recall_cold_process"))))
+        if row.get("recall_cold_catch_up"):
+            rows.append((f"[{n}] soul recall process, cold + catch-up", fmt(row.get("recall_cold_catch_up"))))
         rows.append((f"[{n}] soul sync, nothing to do", fmt(row.get("sync_noop"))))
         rows.append((f"[{n}] A remember -> B has it (two syncs)", fmt(row.get("a_to_b", {}).get("total"))))
     peers = res.get("peers", {})

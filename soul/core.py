@@ -17,7 +17,8 @@ from soul import gitutil, store
 from soul import settings as settings_mod
 from soul.errors import GitError, NotASoul, NotFound, SoulError, UsageError
 from soul.ids import iso_from_ms, new_ulid, now_ms
-from soul.view import KINDS, View, fold
+from soul.view import KINDS, View
+from soul.viewcache import ViewCache
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,7 @@ class Soul:
     def __init__(self, home: Path, instance: str) -> None:
         self.home = home
         self.instance = instance
-        self._view: View | None = None
-        self._view_stamp: tuple[tuple[str, int, int], ...] | None = None
+        self._views = ViewCache(home)
         self._config: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ opening
@@ -159,7 +159,6 @@ class Soul:
         event["v"] = store.SCHEMA_VERSION
         event.update(fields)
         path = store.append_event(self.home, self.instance, event)
-        self._view = None
         if commit:
             self.commit_if_enabled([path], message or f"soul: {op} {event['id']}")
         return event
@@ -199,14 +198,8 @@ class Soul:
         return any((git / name).exists() for name in ("MERGE_HEAD", "rebase-merge", "rebase-apply", "CHERRY_PICK_HEAD"))
 
     def view(self) -> View:
-        """The folded state; recomputed only when a log file changed since the last fold."""
-        stamp = tuple(
-            (p.as_posix(), st.st_size, st.st_mtime_ns) for p in store.log_files(self.home) for st in [p.stat()]
-        )
-        if self._view is None or stamp != self._view_stamp:
-            self._view = fold(store.read_all(self.home))
-            self._view_stamp = stamp
-        return self._view
+        """The folded state; only what was appended since the last fold is folded (soul/viewcache.py)."""
+        return self._views.get()
 
     # ------------------------------------------------------------------ memories
 
@@ -553,7 +546,6 @@ class Soul:
             event.update(at=at, by=self.instance, v=store.SCHEMA_VERSION, **fields)
             events.append(event)
         path = store.append_events(self.home, self.instance, events)
-        self._view = None
         self.commit_if_enabled([path], message)
         return events
 

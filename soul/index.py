@@ -18,6 +18,7 @@ import hashlib
 import json
 import shutil
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -306,7 +307,9 @@ class SoulIndex:
     def _optimize(self) -> None:
         # Every older version goes at once: queries never read the table (they use the matrix or
         # its snapshot) and writers hold index.lock, so no one can be reading an old version.
-        self._open_table().optimize(cleanup_older_than=timedelta(0))
+        with warnings.catch_warnings():  # LanceDB warns about exactly this case; see above
+            warnings.simplefilter("ignore", UserWarning)
+            self._open_table().optimize(cleanup_older_than=timedelta(0))
         self.adds_since_optimize = 0
         self._optimized_fragments = self.fragments()
 

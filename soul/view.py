@@ -113,6 +113,12 @@ def handles(op: str) -> Callable[[Handler], Handler]:
 def fold(events: Iterable[Event]) -> View:
     """Apply events (already in fold order, duplicates removed) to an empty view."""
     view = View()
+    fold_into(view, events)
+    return view
+
+
+def fold_into(view: View, events: Iterable[Event]) -> None:
+    """Apply more events to `view`; equal to a full fold only if they all sort after its events."""
     for event in events:
         view.event_count += 1
         handler = HANDLERS.get(event["op"])
@@ -122,7 +128,6 @@ def fold(events: Iterable[Event]) -> View:
             except (KeyError, TypeError, ValueError, AttributeError):
                 # A well-formed line with a malformed body must not stop the fold.
                 continue
-    return view
 
 
 def _str_list(value: Any) -> list[str]:

@@ -134,6 +134,12 @@ def test_snapshot_serves_only_its_own_table_version(core: Any, monkeypatch: pyte
     core.remember("the build server moved to rack 4")
     third = type(core)(core.home, core.instance)
     assert hits(third, "build server")[0][0] == hits(core, "build server")[0][0]
+    # A crashed writer's temp file does not pile up: the next save removes it.
+    leftover = snap.parent / f".{snap.name}.crashed.tmp"
+    leftover.write_bytes(b"x" * 1000)
+    core.remember("one more memory so the snapshot is saved again")
+    core.index().catch_up()
+    assert not leftover.exists()
     # A garbage snapshot is ignored, never fatal.
     snap.write_bytes(b"not a snapshot")
     fourth = type(core)(core.home, core.instance)
@@ -153,3 +159,40 @@ def test_cold_recall_with_a_current_index_never_imports_lancedb(soul_home: Path)
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["The", "boiler", "False"], out.stderr
+
+
+def arrow_rows(start: int, count: int, dim: int = 4) -> Any:
+    import pyarrow as pa
+
+    ids = [f"M{i:04d}" for i in range(start, start + count)]
+    vecs = np.arange(start * dim, (start + count) * dim, dtype=np.float32)
+    return pa.table(
+        {
+            "id": ids,
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vecs), dim),
+            "kind": ["note"] * count,
+            "project": [None] * count,
+            "at": [f"2026-01-01T00:00:{i % 60:02d}.000Z" for i in range(count)],
+            "tags": [["t"]] * count,
+            "doc": [json.dumps({"id": i, "text": f"memory {i}"}) for i in ids],
+            "terms": [f"memory {i}" for i in ids],
+        }
+    )
+
+
+def test_matrix_updates_share_spare_rows_without_touching_older_matrices() -> None:
+    from soul.vecsearch import Matrix
+
+    first = Matrix.from_arrow(arrow_rows(0, 5), 4)
+    second = first.updated(["M0001"], arrow_rows(5, 2))  # a delete: compacted into a new buffer
+    third = second.updated([], arrow_rows(7, 1))  # appended into the spare rows
+    assert third._vbuf is second._vbuf
+    branch = second.updated([], arrow_rows(8, 1))  # second no longer ends the buffer: it must copy
+    assert branch._vbuf is not second._vbuf
+    expect = Matrix.from_arrow(arrow_rows(0, 9), 4)
+    rows = {str(i): expect.vecs[n] for n, i in enumerate(expect.ids)}
+    for mat, ids in ((second, [0, 2, 3, 4, 5, 6]), (third, [0, 2, 3, 4, 5, 6, 7]), (branch, [0, 2, 3, 4, 5, 6, 8])):
+        assert mat.ids.tolist() == [f"M{i:04d}" for i in ids]
+        assert np.array_equal(mat.vecs, np.stack([rows[f"M{i:04d}"] for i in ids]))
+        assert [mat.doc(r)["id"] for r in range(len(ids))] == mat.ids.tolist()
+        assert [mat.ids[r] for r, _ in mat.keyword("m0004", 5, None)] == ["M0004"]

@@ -194,7 +194,7 @@ def _step_worktree(soul: Soul, state: dict[str, Any]) -> None:
         gitutil.run(["add", "--", *repaired], soul.home)
         message = "soul: restore logs after an interrupted purge"
         gitutil.run(["commit", "-q", "--no-status", "-m", message, "--", *repaired], soul.home, check=False)
-    soul._view = None
+    soul._views.reset()
 
 
 def _step_record(soul: Soul, state: dict[str, Any]) -> None:
