@@ -89,7 +89,18 @@ def status(soul: Soul) -> dict[str, Any]:
         "fallback_reason": state.get("reason"),
         "stale": state.get("stamps") != log_stamps(soul),
         "updated_at": state.get("updated_at"),
+        "snapshot": _snapshot_current(soul, state),
     }
+
+
+def _snapshot_current(soul: Soul, state: dict[str, Any]) -> bool:
+    """Whether a cold recall can answer from the snapshot (without LanceDB)."""
+    if not snapshot_path(soul).exists():
+        return False
+    from soul.vecsearch import Matrix
+
+    meta = Matrix.read_meta(snapshot_path(soul)) or {}
+    return bool(meta.get("updated_at") == state.get("updated_at") and meta.get("embedder") == state.get("embedder"))
 
 
 def _hash(doc: dict[str, Any]) -> str:

@@ -167,6 +167,16 @@ class Matrix:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    @staticmethod
+    def read_meta(path: Path) -> dict[str, Any] | None:
+        """The version a snapshot names, without loading its arrays (None if missing or unreadable)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta: dict[str, Any] = json.loads(str(data["meta"]))
+                return meta
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     # ------------------------------------------------------------------ queries
 
     def mask(

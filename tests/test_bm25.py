@@ -124,7 +124,7 @@ def test_snapshot_serves_only_its_own_table_version(core: Any, monkeypatch: pyte
         core.remember(text)
     core.index().catch_up()
     snap = index_mod.snapshot_path(core)
-    assert snap.exists()
+    assert snap.exists() and index_mod.status(core)["snapshot"]
     expected = hits(core, "server")
     other = type(core)(core.home, core.instance)
     other.index().catch_up()
@@ -132,6 +132,10 @@ def test_snapshot_serves_only_its_own_table_version(core: Any, monkeypatch: pyte
     assert hits(other, "server") == expected
     # A write elsewhere makes the snapshot stale: it is not used, and is replaced.
     core.remember("the build server moved to rack 4")
+    core.index().catch_up()
+    core.remember("the print server moved to rack 5")  # the index and its snapshot are behind again
+    info = index_mod.status(core)
+    assert info["stale"] and info["snapshot"]  # still the current table's snapshot, just behind the logs
     third = type(core)(core.home, core.instance)
     assert hits(third, "build server")[0][0] == hits(core, "build server")[0][0]
     # A crashed writer's temp file does not pile up: the next save removes it.
@@ -142,6 +146,7 @@ def test_snapshot_serves_only_its_own_table_version(core: Any, monkeypatch: pyte
     assert not leftover.exists()
     # A garbage snapshot is ignored, never fatal.
     snap.write_bytes(b"not a snapshot")
+    assert not index_mod.status(core)["snapshot"]
     fourth = type(core)(core.home, core.instance)
     assert hits(fourth, "server")[0][0] == hits(core, "server")[0][0]
 

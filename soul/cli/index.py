@@ -27,6 +27,8 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the status 
         err(f"  WARNING: lexical fallback in use: {info.get('fallback_reason')}")
     if info["stale"]:
         err("  behind the logs: caught up on the next recall (or `soul index rebuild`)")
+    if not info.get("snapshot"):
+        err("  no current snapshot: the next recall saves one (cold recalls then skip LanceDB)")
 
 
 @index_app.command("rebuild")
