@@ -12,6 +12,7 @@ re-embeds only texts the cache has never seen.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -20,7 +21,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,6 +39,12 @@ LEXICAL_ID = f"lexical-hash-v1-{LEXICAL_DIM}"
 DOWNLOAD_RETRY_AFTER = 6 * 3600
 _WORD = re.compile(r"\w+", re.UNICODE)
 _warned: set[str] = set()
+# Measured on 2 cores (docs/search.md): a one-thread ONNX session embeds a query in ~6 ms where the
+# default (all cores) takes ~9 ms, and its spinning worker threads then slow the numpy search that
+# follows by 2-3x. Batches of at least BULK_MIN texts get a second, all-core session for their
+# duration: twice the throughput (180 vs 88 texts/s), worth creating it (~0.3 s).
+QUERY_THREADS = 1
+BULK_MIN = 64
 
 
 class Embedder(Protocol):
@@ -103,7 +110,8 @@ class FastEmbedder:
         self.model_name = model
         self.model_path = model_path
         self.id = f"fastembed:{model}"
-        self._model = _load_fastembed(model, model_path)
+        self._model = _load_fastembed(model, model_path, QUERY_THREADS)
+        self._bulk_model: Any = None
         self.dim = int(self.embed(["dimension probe"]).shape[1])
         self._lock = threading.Lock()
 
@@ -112,8 +120,25 @@ class FastEmbedder:
 
         if not texts:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
-        vectors = list(self._model.embed(list(texts), batch_size=64))
+        model = self._bulk_model or self._model
+        vectors = list(model.embed(list(texts), batch_size=64))
         return _normalise(np.asarray(vectors, dtype=np.float32))
+
+    @contextlib.contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Embed with every core inside this block; the session is dropped after, so a long-lived
+        process keeps only the one-thread session (and its memory)."""
+        if (os.cpu_count() or 1) < 2 or self._bulk_model is not None:
+            yield
+            return
+        try:
+            self._bulk_model = _load_fastembed(self.model_name, self.model_path, None)
+        except Exception:  # the one-thread session still works: slower, never wrong
+            self._bulk_model = None
+        try:
+            yield
+        finally:
+            self._bulk_model = None
 
     def embed_query(self, text: str) -> Matrix:
         import numpy as np
@@ -188,7 +213,7 @@ def model_cache_dir() -> Path:
     return Path(base) / "soul" / "fastembed"
 
 
-def _load_fastembed(model: str, path: Path | None) -> Any:
+def _load_fastembed(model: str, path: Path | None, threads: int | None) -> Any:
     _quiet_fastembed()
     from fastembed import TextEmbedding
 
@@ -196,13 +221,15 @@ def _load_fastembed(model: str, path: Path | None) -> Any:
     if path is not None:
         if not (path / "model.onnx").is_file() and not any(path.glob("*.onnx")):
             raise FileNotFoundError(f"no .onnx file in {path}")
-        return TextEmbedding(model_name=model, specific_model_path=str(path), cache_dir=cache, local_files_only=True)
+        return TextEmbedding(
+            model_name=model, specific_model_path=str(path), cache_dir=cache, local_files_only=True, threads=threads
+        )
     try:
-        return TextEmbedding(model_name=model, cache_dir=cache, local_files_only=True)
+        return TextEmbedding(model_name=model, cache_dir=cache, local_files_only=True, threads=threads)
     except Exception:  # not cached yet: maybe download it below
         if not _download_allowed():
             raise
-    return TextEmbedding(model_name=model, cache_dir=cache)
+    return TextEmbedding(model_name=model, cache_dir=cache, threads=threads)
 
 
 def _quiet_fastembed() -> None:
@@ -332,14 +359,16 @@ def embed_cached(
             missing.append(i)
     if progress and len(texts) > len(missing):
         progress(len(texts) - len(missing))
-    for start in range(0, len(missing), batch):
-        idx = missing[start : start + batch]
-        vecs = embedder.embed([texts[i] for i in idx])
-        out[idx] = vecs
-        if cache is not None:
-            cache.put_many([(keys[i], vecs[j]) for j, i in enumerate(idx)])
-        if progress:
-            progress(len(idx))
+    bulk = getattr(embedder, "bulk", None)
+    with bulk() if bulk is not None and len(missing) >= BULK_MIN else contextlib.nullcontext():
+        for start in range(0, len(missing), batch):
+            idx = missing[start : start + batch]
+            vecs = embedder.embed([texts[i] for i in idx])
+            out[idx] = vecs
+            if cache is not None:
+                cache.put_many([(keys[i], vecs[j]) for j, i in enumerate(idx)])
+            if progress:
+                progress(len(idx))
     return out
 
 

@@ -231,8 +231,11 @@ class SoulIndex:
             nothing = {"added": 0, "updated": 0, "deleted": 0, "rebuilt": False}
             if state.get("embedder") != emb.id:
                 return self._rebuild(stamps, progress)
-            # A current snapshot answers without LanceDB (and without importing it).
-            if state.get("stamps") == stamps and (self._matrix is not None or self._read_snapshot(state)):
+            # The snapshot of the table as it is: it answers without LanceDB (not even imported)
+            # when the logs are unchanged, and is updated in step with the diff when they are not.
+            if self._matrix is None:
+                self._read_snapshot(state)
+            if state.get("stamps") == stamps and self._matrix is not None:
                 return nothing
             # The schema check opens the table: done once per handle, not on every query.
             if not (self._table is not None or self._table_ok(emb.dim)):
@@ -367,13 +370,14 @@ class SoulIndex:
         keys = ("updated_at", "embedder", "rows")
         return {**{key: state.get(key) for key in keys}, "table": table_stamp(index_dir(self.soul) / f"{TABLE}.lance")}
 
-    def _read_snapshot(self, state: dict[str, Any]) -> bool:
+    def _read_snapshot(self, state: dict[str, Any]) -> None:
         from soul.vecsearch import Matrix
 
+        if not state:
+            return
         self._matrix = Matrix.read(snapshot_path(self.soul), self._version(state))
         if self._matrix is not None:
             self._snapshot_of = state.get("updated_at")
-        return self._matrix is not None
 
     def _load_matrix(self) -> None:
         """The matrix for the table as it is now (held under the index lock), saved when eager."""

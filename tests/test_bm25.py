@@ -201,3 +201,26 @@ def test_matrix_updates_share_spare_rows_without_touching_older_matrices() -> No
         assert np.array_equal(mat.vecs, np.stack([rows[f"M{i:04d}"] for i in ids]))
         assert [mat.doc(r)["id"] for r in range(len(ids))] == mat.ids.tolist()
         assert [mat.ids[r] for r, _ in mat.keyword("m0004", 5, None)] == ["M0004"]
+
+
+def test_a_fresh_process_behind_the_logs_updates_the_snapshot_instead_of_reloading(
+    core: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from soul.vecsearch import Matrix
+
+    monkeypatch.setenv("SOUL_EMBEDDER", "lexical")
+    for text in EVAL["memories"][:10]:
+        core.remember(text)
+    core.index().catch_up()
+    core.remember("the new build server is in rack 4")
+    loads: list[int] = []
+    real_load = Matrix.load.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(Matrix, "load", classmethod(lambda cls, *a: loads.append(1) or real_load(cls, *a)))
+    fresh = type(core)(core.home, core.instance)
+    assert fresh.index().catch_up()["added"] == 1 and loads == []
+    monkeypatch.undo()
+    monkeypatch.setenv("SOUL_EMBEDDER", "lexical")
+    index_mod.snapshot_path(core).unlink()
+    reloaded = type(core)(core.home, core.instance)
+    for query in ("build server rack", "dentist", ""):
+        assert hits(fresh, query) == hits(reloaded, query), query

@@ -42,6 +42,30 @@ def test_real_model_from_folder(core: Any, model_dir: Path) -> None:
     assert float(docs[0] @ q) > float(docs[1] @ q)
 
 
+@pytest.mark.semantic
+def test_large_batches_use_an_all_core_session_only_while_they_run(core: Any, model_dir: Path) -> None:
+    _use_model(core.home, "sentence-transformers/all-MiniLM-L6-v2", model_dir)
+    core._config = None
+    emb = embed.load_embedder(core)
+    texts = [f"memory number {i} about the staging server" for i in range(embed.BULK_MIN)]
+    single = emb.embed(texts)
+    sessions = []
+    real_embed = emb.embed
+
+    def spy(batch: Any) -> Any:
+        sessions.append(emb._bulk_model)
+        return real_embed(batch)
+
+    emb.embed = spy
+    bulk = embed.embed_cached(emb, None, texts)
+    assert sessions and all(s is not None and s is not emb._model for s in sessions)
+    assert emb._bulk_model is None  # released: a long-lived process keeps one session
+    assert np.allclose(bulk, single, atol=1e-5)  # same model, same vectors
+    sessions.clear()
+    embed.embed_cached(emb, None, texts[:3])  # a small batch: the one-thread session
+    assert sessions == [None]
+
+
 def test_bad_model_folder_falls_back_with_a_warning_naming_it(core: Any, tmp_path: Path) -> None:
     bad = tmp_path / "not-a-model"
     bad.mkdir()
