@@ -264,17 +264,15 @@ class WarmServer:
 
     def _maintain(self) -> None:
         """Warm up, then keep the index current and compact it while nobody is asking."""
-        first = True
         while not self._stop.is_set():
             try:
                 index = self.soul.index()
                 index.catch_up()
-                if first or index.needs_optimize():
+                if index.needs_optimize():
                     index.optimize()
                 index.save_snapshot()
             except Exception as exc:  # maintenance retries on the next round
                 _warn_once(f"soul: warm server maintenance failed: {type(exc).__name__}: {exc}")
-            first = False
             self._poke.wait(MAINTENANCE_EVERY)
             self._poke.clear()
 
