@@ -139,19 +139,19 @@ def main() -> None:
                 "peak_rss_mb": round(peak_kb / 1024, 1),
             }
     print(f"{'format':<12}{'median s':>10}{'min s':>8}{'max s':>8}{'re-import s':>13}{'memories/s':>12}")
-    for fmt, med, lo, hi, again, rate in rows:
-        print(f"{fmt:<12}{med:>10.2f}{lo:>8.2f}{hi:>8.2f}{again:>13.2f}{rate:>12.0f}")
+    for fmt, med, low, high, reimport, rate in rows:
+        print(f"{fmt:<12}{med:>10.2f}{low:>8.2f}{high:>8.2f}{reimport:>13.2f}{rate:>12.0f}")
     if "big" in results:
         print(f"big file: {results['big']}")
-    out = ROOT / "bench" / "results" / "import.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if "big" not in results and out.exists():
+    result_path = ROOT / "bench" / "results" / "import.json"
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    if "big" not in results and result_path.exists():
         # A run without --big-mb keeps the last big-file measurement (it takes minutes).
-        previous = json.loads(out.read_text())
+        previous = json.loads(result_path.read_text())
         if "big" in previous:
             results["big"] = previous["big"]
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    result_path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {result_path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

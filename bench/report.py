@@ -296,8 +296,8 @@ def section_noise(full: dict[str, Any]) -> list[str]:
         *(
             [
                 "- Steps run afterwards and merged into this report: "
-                + ", ".join(step for r in full["rerun"] for step in r["steps"])
-                + "."
+                + ", ".join(dict.fromkeys(step for r in full["rerun"] for step in r["steps"]))
+                + f" (latest at {full['rerun'][-1].get('at', '?')})."
             ]
             if full.get("rerun")
             else []
@@ -478,9 +478,11 @@ METHOD = [
     "",
     "- Whole processes (`soul remember`, `soul recall`, `soul sync`) are timed from spawn to exit, the way a"
     " shell or a hook would see them; floors are timed the same way.",
-    "- *Cold* `soul recall`: a fresh process with no daemon running, so it imports LanceDB and fastembed,"
-    " loads the model and opens the table. *Daemon warm*: the same command while `soul daemon` runs; the CLI"
-    " asks the daemon's warm socket, which has the model and table loaded.",
+    "- *Cold* `soul recall`: a fresh process with no daemon running. With the index current it loads the"
+    " index snapshot (numpy only, no LanceDB) and the model; *cold + catch-up* is the first such process"
+    " after new memories, which also folds the logs, updates the LanceDB table and saves a new snapshot."
+    " *Daemon warm*: the same command while `soul daemon` runs and has settled (caught up, snapshot saved);"
+    " the CLI asks the daemon's warm socket, which has the model and the index in memory.",
     "- *Recall in process*: `SoulIndex.search` on a loaded index (query embedding + hybrid search), the figure"
     " to compare with the numpy brute-force floor over the very same vectors plus the query-embedding floor.",
     "- *Sync, 3 incoming*: B remembers 3 memories and syncs; A's `soul sync` is timed (fetch, merge, commit,"
