@@ -294,8 +294,13 @@ def test_write_storm_then_daemon(trio: list[Soul], bare_remote: Path) -> None:
     before = int(git(a.home, "rev-list", "--count", "HEAD"))
     run_soul("daemon", "start", home=a.home)
     try:
-        assert wait_for(lambda: git(bare_remote, "rev-parse", "main") == git(a.home, "rev-parse", "HEAD"), 90)
-        assert wait_for(lambda: git(a.home, "status", "--porcelain") == "", 30)
+        # Both at once: the remote equals HEAD already before the daemon's first commit, so
+        # checking one after the other can pass with the storm committed but not yet pushed.
+        assert wait_for(
+            lambda: git(a.home, "status", "--porcelain") == ""
+            and git(bare_remote, "rev-parse", "main") == git(a.home, "rev-parse", "HEAD"),
+            90,
+        )
     finally:
         run_soul("daemon", "stop", home=a.home)
     assert int(git(a.home, "rev-list", "--count", "HEAD")) - before <= 2
