@@ -297,8 +297,10 @@ def test_write_storm_then_daemon(trio: list[Soul], bare_remote: Path) -> None:
         # Both at once: the remote equals HEAD already before the daemon's first commit, so
         # checking one after the other can pass with the storm committed but not yet pushed.
         assert wait_for(
-            lambda: git(a.home, "status", "--porcelain") == ""
-            and git(bare_remote, "rev-parse", "main") == git(a.home, "rev-parse", "HEAD"),
+            lambda: (
+                git(a.home, "status", "--porcelain") == ""
+                and git(bare_remote, "rev-parse", "main") == git(a.home, "rev-parse", "HEAD")
+            ),
             90,
         )
     finally:
