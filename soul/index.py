@@ -94,13 +94,18 @@ def status(soul: Soul) -> dict[str, Any]:
 
 
 def _snapshot_current(soul: Soul, state: dict[str, Any]) -> bool:
-    """Whether a cold recall can answer from the snapshot (without LanceDB)."""
-    if not snapshot_path(soul).exists():
-        return False
+    """Whether a cold recall can answer from the snapshot (without LanceDB): the same check it makes."""
     from soul.vecsearch import Matrix
 
-    meta = Matrix.read_meta(snapshot_path(soul)) or {}
-    return bool(meta.get("updated_at") == state.get("updated_at") and meta.get("embedder") == state.get("embedder"))
+    return Matrix.describes(snapshot_path(soul), snapshot_version(soul, state))
+
+
+def snapshot_version(soul: Soul, state: dict[str, Any]) -> dict[str, Any]:
+    """What a snapshot must match: the state written with the table, and the table's manifests."""
+    from soul.vecsearch import table_stamp
+
+    keys = ("updated_at", "embedder", "rows")
+    return {**{key: state.get(key) for key in keys}, "table": table_stamp(index_dir(soul) / f"{TABLE}.lance")}
 
 
 def _hash(doc: dict[str, Any]) -> str:
@@ -370,19 +375,12 @@ class SoulIndex:
 
     # ------------------------------------------------------------------ the in-memory side and its snapshot
 
-    def _version(self, state: dict[str, Any]) -> dict[str, Any]:
-        """What a snapshot must match: the state written with the table, and the table's manifests."""
-        from soul.vecsearch import table_stamp
-
-        keys = ("updated_at", "embedder", "rows")
-        return {**{key: state.get(key) for key in keys}, "table": table_stamp(index_dir(self.soul) / f"{TABLE}.lance")}
-
     def _read_snapshot(self, state: dict[str, Any]) -> None:
         from soul.vecsearch import Matrix
 
         if not state:
             return
-        self._matrix = Matrix.read(snapshot_path(self.soul), self._version(state))
+        self._matrix = Matrix.read(snapshot_path(self.soul), snapshot_version(self.soul, state))
         if self._matrix is not None:
             self._snapshot_of = state.get("updated_at")
 
@@ -400,7 +398,7 @@ class SoulIndex:
         if self._matrix is None or state.get("updated_at") != self._seen or self._snapshot_of == self._seen:
             return
         try:
-            self._matrix.save(snapshot_path(self.soul), self._version(state))
+            self._matrix.save(snapshot_path(self.soul), snapshot_version(self.soul, state))
             self._snapshot_of = self._seen
         except OSError as exc:  # a cache: failing to write it costs speed, never an answer
             if self._warn:

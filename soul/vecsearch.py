@@ -158,8 +158,7 @@ class Matrix:
         """The snapshot at `path` if it describes exactly `version`; None if missing, stale or unreadable."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                if meta != {"format": SNAPSHOT_FORMAT, **json.loads(json.dumps(version))}:
+                if json.loads(str(data["meta"])) != _expected_meta(version):
                     return None
                 names = ("ids", "vecs", "kinds", "projects", "ats", "tags", "blob", "offs")
                 cols = {name: data[name] for name in names}
@@ -168,14 +167,13 @@ class Matrix:
             return None
 
     @staticmethod
-    def read_meta(path: Path) -> dict[str, Any] | None:
-        """The version a snapshot names, without loading its arrays (None if missing or unreadable)."""
+    def describes(path: Path, version: dict[str, Any]) -> bool:
+        """Whether the snapshot at `path` is the one `read` would accept, without loading its arrays."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                meta: dict[str, Any] = json.loads(str(data["meta"]))
-                return meta
+                return bool(json.loads(str(data["meta"])) == _expected_meta(version))
         except (OSError, ValueError, KeyError, TypeError):
-            return None
+            return False
 
     # ------------------------------------------------------------------ queries
 
@@ -254,6 +252,11 @@ def _grown(mat: Matrix, keep: npt.NDArray[np.bool_] | None, more: Vec | None) ->
     array[: len(base)] = base
     array[len(base) : n] = extra
     return array[:n], _VecBuffer(array, n)
+
+
+def _expected_meta(version: dict[str, Any]) -> dict[str, Any]:
+    # Through JSON, as it was written: tuples in the version compare equal to the lists read back.
+    return {"format": SNAPSHOT_FORMAT, **json.loads(json.dumps(version))}
 
 
 def _strs(values: list[str]) -> Strs:
