@@ -191,10 +191,9 @@ class Daemon:
         from soul import sync as sync_mod
 
         try:
-            timeout = max(30.0, min(self.interval, 120.0))
-            result = sync_mod.sync(self.soul, timeout=timeout, catch_up_index=self._warm_server is None)
-            if result.received and self._warm_server is not None:
-                self._warm_server.refresh()
+            result = sync_mod.sync(self.soul, timeout=max(30.0, min(self.interval, 120.0)))
+            if result.received:
+                self._refresh_index()
         except Exception as exc:  # never exit on a sync error: log it and try again later
             self._error(f"sync failed: {type(exc).__name__}: {exc}")
             self._next_sync = time.monotonic() + self.interval

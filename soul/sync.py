@@ -81,21 +81,17 @@ class SyncResult:
 # ---------------------------------------------------------------------- entry point
 
 
-def sync(
-    soul: Soul, *, timeout: float = DEFAULT_TIMEOUT, attempts: int = PUSH_ATTEMPTS, catch_up_index: bool = False
-) -> SyncResult:
+def sync(soul: Soul, *, timeout: float = DEFAULT_TIMEOUT, attempts: int = PUSH_ATTEMPTS) -> SyncResult:
     """Commit, fetch, merge, push (see the module docstring); never raises for network trouble.
 
-    `catch_up_index` is for long-lived processes (daemon, server) that keep the model loaded: a
-    one-shot `soul sync` would spend seconds loading it, and recall catches up on read anyway."""
+    The semantic index is not touched: loading the model would cost a one-shot `soul sync` seconds,
+    recall catches up on read, and the daemon hands its catch-up to its warm server."""
     started = time.monotonic()
     deadline = started + timeout
     result = SyncResult()
     try:
         with _sync_lock(soul, timeout):
             _run(soul, result, deadline, attempts)
-        if catch_up_index and result.received:
-            catch_up_semantic_index(soul)
     except OfflineError as exc:
         result.status, result.message = "offline", exc.message
         result.errors.append(exc.message)
