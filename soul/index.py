@@ -40,6 +40,7 @@ OPTIMIZE_FRAGMENTS = 8
 FUSION = "linear"  # weighted linear combination; chosen by measurement, see docs/search.md
 LINEAR_WEIGHT = 0.8
 RRF_K = 60
+NOTHING_DONE = {"added": 0, "updated": 0, "deleted": 0, "rebuilt": False}
 Progress = Callable[[int, int], None]
 
 
@@ -231,7 +232,7 @@ class SoulIndex:
         state = read_state(self.soul)
         current = self._matrix is not None and bool(state) and state.get("updated_at") == self._seen
         if current and state.get("stamps") == log_stamps(self.soul) and state.get("embedder") == self.embedder.id:
-            return {"added": 0, "updated": 0, "deleted": 0, "rebuilt": False}
+            return dict(NOTHING_DONE)
         with self._locked():
             state = read_state(self.soul)
             stamps = log_stamps(self.soul)
@@ -239,7 +240,6 @@ class SoulIndex:
             if state.get("updated_at") != self._seen:
                 self._forget_handles()
                 self._seen = state.get("updated_at")
-            nothing = {"added": 0, "updated": 0, "deleted": 0, "rebuilt": False}
             if state.get("embedder") != emb.id:
                 return self._rebuild(stamps, progress)
             # The snapshot of the table as it is: it answers without LanceDB (not even imported)
@@ -247,13 +247,13 @@ class SoulIndex:
             if self._matrix is None:
                 self._read_snapshot(state)
             if state.get("stamps") == stamps and self._matrix is not None:
-                return nothing
+                return dict(NOTHING_DONE)
             # The schema check opens the table: done once per handle, not on every query.
             if not (self._table is not None or self._table_ok(emb.dim)):
                 return self._rebuild(stamps, progress)
             if state.get("stamps") == stamps:
                 self._load_matrix()
-                return nothing
+                return dict(NOTHING_DONE)
             result = self._apply_diff(progress)
             self._maybe_optimize(result)
             self._write_state(stamps)

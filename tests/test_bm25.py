@@ -91,6 +91,16 @@ def test_subset_and_extend_equal_a_fresh_build() -> None:
         assert [r for r, _ in a] == [r for r, _ in b] and np.allclose([s for _, s in a], [s for _, s in b])
 
 
+def count_table_loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per `Matrix.load` (a full read of the LanceDB table) from now on."""
+    from soul.vecsearch import Matrix
+
+    loads: list[int] = []
+    real_load = Matrix.load.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(Matrix, "load", classmethod(lambda cls, *a: loads.append(1) or real_load(cls, *a)))
+    return loads
+
+
 def hits(core: Any, query: str) -> list[tuple[str, float]]:
     return [(h["id"], h["score"]) for h in core.index().search(query, k=5)]
 
@@ -103,11 +113,8 @@ def test_matrix_follows_writes_like_a_fresh_load(core: Any, monkeypatch: pytest.
     core.forget(ids[3])
     core.update(ids[5], text="the staging server now restarts at noon")
     core.remember("a brand new memory about server restarts")
-    from soul.vecsearch import Matrix
 
-    loads: list[int] = []
-    real_load = Matrix.load.__func__  # type: ignore[attr-defined]
-    monkeypatch.setattr(Matrix, "load", classmethod(lambda cls, *a: loads.append(1) or real_load(cls, *a)))
+    loads = count_table_loads(monkeypatch)
     index.catch_up()
     assert loads == [] and len(index.matrix().ids) == 20  # updated in step, not reloaded
     monkeypatch.undo()
@@ -206,16 +213,13 @@ def test_matrix_updates_share_spare_rows_without_touching_older_matrices() -> No
 def test_a_fresh_process_behind_the_logs_updates_the_snapshot_instead_of_reloading(
     core: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from soul.vecsearch import Matrix
 
     monkeypatch.setenv("SOUL_EMBEDDER", "lexical")
     for text in EVAL["memories"][:10]:
         core.remember(text)
     core.index().catch_up()
     core.remember("the new build server is in rack 4")
-    loads: list[int] = []
-    real_load = Matrix.load.__func__  # type: ignore[attr-defined]
-    monkeypatch.setattr(Matrix, "load", classmethod(lambda cls, *a: loads.append(1) or real_load(cls, *a)))
+    loads = count_table_loads(monkeypatch)
     fresh = type(core)(core.home, core.instance)
     assert fresh.index().catch_up()["added"] == 1 and loads == []
     monkeypatch.undo()
